@@ -1,0 +1,61 @@
+"""A canonical, verified ptychography test fixture for PyTorch projects.
+
+The public API is re-exported here and imported on first use, so that importing the
+package (which pytest does for the plugin in every run) costs neither numpy nor torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .contract import ContractError as ContractError
+    from .contract import validate_fixture as validate_fixture
+    from .generate import GeneratedFixture as GeneratedFixture
+    from .generate import generate_fixture as generate_fixture
+    from .npzio import content_digests as content_digests
+    from .npzio import load_npz as load_npz
+    from .simulate import forward as forward
+    from .simulate import simulate_source as simulate_source
+    from .simulate import synthetic_scan as synthetic_scan
+
+_EXPORTS = {
+    "ContractError": "contract",
+    "validate_fixture": "contract",
+    "GeneratedFixture": "generate",
+    "generate_fixture": "generate",
+    "content_digests": "npzio",
+    "load_npz": "npzio",
+    "forward": "simulate",
+    "simulate_source": "simulate",
+    "synthetic_scan": "simulate",
+}
+
+__all__ = [
+    "ContractError",
+    "GeneratedFixture",
+    "__version__",
+    "content_digests",
+    "forward",
+    "generate_fixture",
+    "load_npz",
+    "simulate_source",
+    "synthetic_scan",
+    "validate_fixture",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

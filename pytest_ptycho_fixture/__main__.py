@@ -1,0 +1,7 @@
+"""``python -m pytest_ptycho_fixture``: the ``ptycho-fixture`` command line."""
+
+from __future__ import annotations
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,237 @@
+"""The ``ptycho-fixture`` command line: generate, verify, info, simulate.
+
+Exit status: 0 success, 1 verification mismatch, 2 bad input (one line on stderr,
+nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _BadInput(Exception):
+    """Input that the command refuses; its text is the one line shown."""
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction between 0 and 1")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="ptycho-fixture",
+        description="Generate, verify and inspect the canonical ptychography test fixture.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gen = commands.add_parser("generate", help="derive the fixture NPZ and its JSON sidecar")
+    gen.add_argument(
+        "--source",
+        type=Path,
+        help="source NPZ, e.g. Run1084_recon3_postPC_shrunk_3.npz (default: the built-in"
+        " synthetic scan)",
+    )
+    gen.add_argument("--output", type=Path, required=True, help="fixture NPZ to write")
+    gen.add_argument(
+        "--subset-size", type=int, default=64, help="positions to keep, 16..N (default 64)"
+    )
+    gen.add_argument(
+        "--metadata-out", type=Path, help="sidecar to write (default: OUTPUT with .json)"
+    )
+    gen.add_argument(
+        "--subset-strategy",
+        choices=("stratified", "first"),
+        default="stratified",
+        help="stratified: positions floor(i*N/n), spanning the scan (default);"
+        " first: positions 0..n-1",
+    )
+    gen.add_argument(
+        "--min-coverage",
+        type=_fraction,
+        default=0.5,
+        help="least fraction of the scan's x and y range the subset must span (default 0.5)",
+    )
+    gen.add_argument(
+        "--layout",
+        choices=("HWN", "NHW"),
+        help="layout of the source diffraction, needed only when H == W == N is ambiguous",
+    )
+    gen.add_argument(
+        "--no-diff3d-alias",
+        dest="diff3d_alias",
+        action="store_false",
+        help="do not write the legacy 'diff3d' copy of 'diffraction'",
+    )
+    gen.add_argument(
+        "--no-compress", dest="compress", action="store_false", help="store members uncompressed"
+    )
+
+    ver = commands.add_parser("verify", help="check a fixture against its sidecar")
+    ver.add_argument("path", type=Path, help="fixture NPZ")
+    ver.add_argument("--metadata", type=Path, help="sidecar (default: PATH with .json)")
+
+    info = commands.add_parser("info", help="show a fixture's keys, shapes, ranges, digests")
+    info.add_argument("path", type=Path, help="NPZ file")
+
+    sim = commands.add_parser("simulate", help="write the full built-in synthetic source")
+    sim.add_argument("--output", type=Path, required=True, help="source NPZ to write")
+    sim.add_argument(
+        "--positions", type=_positive, default=1087, help="scan positions (default 1087)"
+    )
+    sim.add_argument(
+        "--layout",
+        choices=("HWN", "NHW"),
+        default="HWN",
+        help="HWN: legacy (H,W,N) like Run1084 (default); NHW: canonical (N,H,W)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    from .contract import ContractError
+
+    handler = {
+        "generate": _generate,
+        "verify": _verify,
+        "info": _info,
+        "simulate": _simulate,
+    }[args.command]
+    try:
+        return handler(args)
+    except (ContractError, _BadInput) as exc:
+        message = str(exc)
+    except OSError as exc:
+        message = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+    print(f"ptycho-fixture: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _check_output(path: Path) -> None:
+    if path.is_dir():
+        raise _BadInput(f"{path}: is a directory but a file path is required for --output")
+    if not path.parent.is_dir():
+        raise _BadInput(f"{path}: folder {path.parent} does not exist; create it first")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .generate import generate_fixture
+    from .sidecar import read_sidecar
+
+    _check_output(args.output)
+    started = time.perf_counter()
+    result = generate_fixture(
+        args.source,
+        args.output,
+        args.subset_size,
+        args.metadata_out,
+        strategy=args.subset_strategy,
+        layout=args.layout,
+        diff3d_alias=args.diff3d_alias,
+        min_coverage=args.min_coverage,
+        compress=args.compress,
+    )
+    elapsed = time.perf_counter() - started
+    meta = read_sidecar(result.metadata_path)
+    cover = meta["coverage"]
+    print(f"wrote {result.output_path}")
+    print(f"wrote {result.metadata_path}")
+    print(f"source          {meta['source_dataset']}")
+    print(f"subset          {meta['subset_size']} of {meta['source_positions']} positions"
+          f" ({meta['subset_strategy']}), coverage x {cover['x']:.1%}, y {cover['y']:.1%}")
+    print(f"content_sha256  {meta['content_sha256']}")
+    print(f"sha256_checksum {meta['sha256_checksum']}")
+    print(f"time            {elapsed:.2f} s")
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .contract import validate_fixture
+    from .npzio import load_npz
+    from .sidecar import default_sidecar_path, differing_arrays, read_sidecar
+
+    sidecar_path = args.metadata or default_sidecar_path(args.path)
+    expected = read_sidecar(sidecar_path)
+    loaded = load_npz(args.path)
+    if loaded.content_sha256 == expected["content_sha256"]:
+        validate_fixture(args.path, loaded.arrays)
+        print(f"OK {args.path}: content_sha256 {loaded.content_sha256} matches {sidecar_path}")
+        return EXIT_OK
+    differ = differing_arrays(expected, loaded.array_sha256)
+    print(
+        f"MISMATCH {args.path}: content_sha256 expected {expected['content_sha256']}"
+        f" (from {sidecar_path}), got {loaded.content_sha256};"
+        f" arrays that differ: {', '.join(differ) or 'none (container only)'}",
+        file=sys.stderr,
+    )
+    return EXIT_MISMATCH
+
+
+def _describe(array: Any) -> str:
+    import numpy as np
+
+    if array.size == 0 or array.dtype.kind not in "biufc":
+        return ""
+    values = np.abs(array) if array.dtype.kind == "c" else array
+    prefix = "|.| " if array.dtype.kind == "c" else ""
+    return f"{prefix}[{values.min():.6g}, {values.max():.6g}]"
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .npzio import file_sha256, load_npz
+
+    loaded = load_npz(args.path)
+    print(f"{args.path}")
+    width = max((len(key) for key in loaded.arrays), default=0)
+    for key, array in loaded.arrays.items():
+        shape = "x".join(str(n) for n in array.shape) or "scalar"
+        print(
+            f"  {key:<{width}}  {shape:<12} {array.dtype!s:<10} {_describe(array):<28}"
+            f" sha256 {loaded.array_sha256[key][:16]}"
+        )
+    print(f"content_sha256  {loaded.content_sha256}")
+    print(f"sha256_checksum {file_sha256(args.path)}")
+    return EXIT_OK
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from .npzio import content_digests, write_npz
+    from .simulate import simulate_source
+
+    _check_output(args.output)
+    started = time.perf_counter()
+    arrays = simulate_source(args.positions, args.layout)
+    checksum = write_npz(args.output, arrays)
+    print(f"wrote {args.output}: {args.positions} positions, layout {args.layout}")
+    print(f"content_sha256  {content_digests(arrays)[0]}")
+    print(f"sha256_checksum {checksum}")
+    print(f"time            {time.perf_counter() - started:.2f} s")
+    return EXIT_OK

@@ -1,0 +1,379 @@
+"""Derive the canonical fixture from a source scan: subset, transpose, cast, write, describe."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from . import contract as c
+from .atomic import atomic_writer
+from .contract import ContractError
+from .npzio import ContentHasher, NpzReader, content_digests, write_npz_to
+from .sidecar import SIDECAR_VERSION, array_table, default_sidecar_path, dumps
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+STRATEGIES = ("stratified", "first")
+MIN_SUBSET = 16
+DEFAULT_SUBSET = 64
+DEFAULT_MIN_COVERAGE = 0.5
+BUILTIN_SOURCE = "builtin:synthetic-run1084"
+#: Content digest of the full built-in source (``simulate_source()``); a test recomputes it.
+SYNTHETIC_SOURCE_CONTENT_SHA256 = "baa884e4ddd3cfafb94e1f1c0180ef2db71cb9b6c2ef4a94868da2a2c3827a32"
+
+
+class GeneratedFixture(NamedTuple):
+    """What :func:`generate_fixture` wrote."""
+
+    output_path: Path
+    metadata_path: Path
+    sha256: str
+
+
+class Source(Protocol):
+    """A scan the fixture is derived from: small arrays in memory, patterns on demand."""
+
+    label: str
+    n_positions: int
+    detector: tuple[int, int]
+    layout: str
+    diffraction_dtype: np.dtype[Any]
+    small: dict[str, NDArray[Any]]
+    dropped_keys: list[str]
+    notes: list[str]
+
+    def take_patterns(self, indices: Sequence[int]) -> NDArray[Any]:
+        """``(n, H, W)`` patterns at ``indices``, in the source dtype."""
+
+    def content_sha256(self) -> str:
+        """Content digest of the source arrays the fixture is derived from."""
+
+
+@dataclass
+class NpzSource:
+    """A source NPZ, read through the streaming reader."""
+
+    path: Path
+    layout_hint: str | None = None
+    label: str = ""
+    n_positions: int = 0
+    detector: tuple[int, int] = (0, 0)
+    layout: str = ""
+    diffraction_dtype: Any = None
+    small: dict[str, Any] = field(default_factory=dict)
+    dropped_keys: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    _hasher: ContentHasher = field(default_factory=ContentHasher)
+    _key: str = c.DIFFRACTION
+
+    def __post_init__(self) -> None:
+        self.label = self.label or str(self.path)
+        path = self.path
+        if path.is_dir():
+            raise ContractError(path, None, "is a directory but a source NPZ file is required")
+        with NpzReader(path) as reader:
+            present = set(reader.members)
+            if c.DIFFRACTION not in present and c.DIFF3D in present:
+                self._key = c.DIFF3D
+                self.notes.append(f"diffraction read from the legacy key {c.DIFF3D!r}")
+            elif c.DIFF3D in present:
+                self.notes.append(f"source {c.DIFF3D!r} ignored: the alias is rebuilt")
+            for key in (c.XCOORDS, c.YCOORDS, c.OBJECT, c.PROBE, *c.OPTIONAL_PER_POSITION):
+                if key in present or key in (c.XCOORDS, c.YCOORDS, c.OBJECT, c.PROBE):
+                    self.small[key] = reader.read(key, self._hasher)
+            self.dropped_keys = sorted(present - c.SOURCE_KEYS)
+            xcoords = self.small[c.XCOORDS]
+            if xcoords.ndim != 1:
+                raise ContractError(
+                    path,
+                    c.XCOORDS,
+                    f"{c.XCOORDS!r} has shape {xcoords.shape} but a 1-D (N,) array is required",
+                )
+            self.n_positions = n = int(xcoords.shape[0])
+            for key in (c.XCOORDS, c.YCOORDS, *c.OPTIONAL_PER_POSITION):
+                if key in self.small:
+                    c.check_per_position(path, key, self.small[key], n)
+            member = reader.member(self._key)
+            c.check_diffraction_dtype(path, self._key, member.dtype)
+            self.layout = c.decide_layout(path, member.shape, n, self.layout_hint)
+            shape = member.shape
+            self.detector = (shape[0], shape[1]) if self.layout == "HWN" else (shape[1], shape[2])
+            self.diffraction_dtype = member.dtype
+            c.check_object(path, self.small[c.OBJECT], exact=False)
+            c.check_probe(path, self.small[c.PROBE], self.detector, exact=False)
+
+    def take_patterns(self, indices: Sequence[int]) -> NDArray[Any]:
+        import numpy as np
+
+        axis = 2 if self.layout == "HWN" else 0
+        with NpzReader(self.path) as reader:
+            patterns = reader.take(self._key, axis, indices, self._hasher)
+        if self.layout == "HWN":
+            patterns = np.ascontiguousarray(patterns.transpose(2, 0, 1))
+        return patterns
+
+    def content_sha256(self) -> str:
+        return self._hasher.content_sha256
+
+
+@dataclass
+class SyntheticSource:
+    """The built-in scan from :mod:`.simulate`; only the requested patterns are simulated."""
+
+    label: str = BUILTIN_SOURCE
+    layout: str = "HWN"
+    dropped_keys: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    small: dict[str, Any] = field(default_factory=dict)
+    n_positions: int = 0
+    detector: tuple[int, int] = (0, 0)
+    diffraction_dtype: Any = None
+
+    def __post_init__(self) -> None:
+        import numpy as np
+
+        from . import simulate
+
+        scan = simulate.synthetic_scan()
+        self.small = {
+            c.OBJECT: scan.object,
+            c.PROBE: scan.probe,
+            c.XCOORDS: scan.xcoords,
+            c.YCOORDS: scan.ycoords,
+            "xcoords_start": scan.xcoords,
+            "ycoords_start": scan.ycoords,
+        }
+        self.n_positions = int(scan.xcoords.shape[0])
+        self.detector = (int(scan.probe.shape[0]), int(scan.probe.shape[1]))
+        self.diffraction_dtype = np.dtype(np.float64)
+        self.notes.append("source simulated: only the subset's positions were computed")
+
+    def take_patterns(self, indices: Sequence[int]) -> NDArray[Any]:
+        import numpy as np
+
+        from . import simulate
+
+        index = np.asarray(indices, dtype=np.intp)
+        return simulate.forward(
+            self.small[c.PROBE],
+            self.small[c.OBJECT],
+            self.small[c.XCOORDS][index],
+            self.small[c.YCOORDS][index],
+        )
+
+    def content_sha256(self) -> str:
+        return SYNTHETIC_SOURCE_CONTENT_SHA256
+
+
+def open_source(source: str | os.PathLike[str] | None, layout: str | None = None) -> Source:
+    """The built-in synthetic source for ``None``, else the NPZ at ``source``."""
+    if source is None:
+        return SyntheticSource()
+    return NpzSource(Path(source), layout)
+
+
+def subset_indices(strategy: str, n_positions: int, subset_size: int) -> list[int]:
+    """``stratified``: ``floor(i * N / n)``; ``first``: ``0 .. n-1``."""
+    if strategy == "stratified":
+        return [i * n_positions // subset_size for i in range(subset_size)]
+    if strategy == "first":
+        return list(range(subset_size))
+    raise ValueError(f"subset strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+
+
+def _rule(strategy: str, n_positions: int, subset_size: int) -> str:
+    if strategy == "stratified":
+        return f"floor(i * {n_positions} / {subset_size}) for i in 0..{subset_size - 1}"
+    return f"i for i in 0..{subset_size - 1}"
+
+
+def coverage(values: NDArray[Any], indices: Sequence[int]) -> float:
+    """Range of the subset's values over the range of all values (1.0 for a constant)."""
+    full = float(values.max() - values.min())
+    chosen = values[list(indices)]
+    part = float(chosen.max() - chosen.min())
+    return 1.0 if full == 0 else part / full
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """A fixture built in memory, ready to write."""
+
+    arrays: dict[str, NDArray[Any]]
+    metadata: dict[str, Any]
+
+
+def build_fixture(
+    source: Source,
+    subset_size: int = DEFAULT_SUBSET,
+    *,
+    strategy: str = "stratified",
+    diff3d_alias: bool = True,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+) -> Fixture:
+    """Subset, transpose and cast ``source`` into validated fixture arrays and metadata."""
+    import numpy as np
+
+    label, n = source.label, source.n_positions
+    if strategy not in STRATEGIES:
+        raise ContractError(
+            label, None, f"subset strategy {strategy!r} is not one of {', '.join(STRATEGIES)}"
+        )
+    if not MIN_SUBSET <= subset_size <= n:
+        raise ContractError(
+            label,
+            None,
+            f"subset size {subset_size} is out of range: expected {MIN_SUBSET} <= size <= {n}"
+            f" (the source has {n} positions)",
+        )
+    indices = subset_indices(strategy, n, subset_size)
+    cover = {
+        axis: round(coverage(source.small[key], indices), 6)
+        for axis, key in (("x", c.XCOORDS), ("y", c.YCOORDS))
+    }
+    if min(cover.values()) < min_coverage:
+        raise ContractError(
+            label,
+            c.XCOORDS if cover["x"] < min_coverage else c.YCOORDS,
+            f"the {strategy} subset covers {cover['x']:.1%} of the x range and"
+            f" {cover['y']:.1%} of the y range but at least {min_coverage:.0%} of each is"
+            " required; use --subset-strategy stratified or lower --min-coverage",
+        )
+    patterns = source.take_patterns(indices)
+    transformations = [f"subset: {strategy}, positions {_rule(strategy, n, subset_size)}"]
+    if source.layout == "HWN":
+        transformations.append("diffraction: transposed from legacy (H,W,N) to (N,H,W)")
+    if patterns.dtype != np.float32:
+        transformations.append(
+            f"diffraction: {patterns.dtype} -> float32 (IEEE round-to-nearest cast, no rescaling)"
+        )
+    index = np.asarray(indices, dtype=np.intp)
+    arrays: dict[str, NDArray[Any]] = {c.DIFFRACTION: patterns.astype(np.float32)}
+    if diff3d_alias:
+        arrays[c.DIFF3D] = arrays[c.DIFFRACTION].copy()
+        transformations.append(f"{c.DIFF3D}: copy of diffraction (legacy alias)")
+    for key in (c.OBJECT, c.PROBE):
+        value = source.small[key]
+        if value.dtype != np.complex64:
+            transformations.append(f"{key}: {value.dtype} -> complex64 (IEEE cast)")
+        arrays[key] = np.ascontiguousarray(value, dtype=np.complex64)
+    for key in (c.XCOORDS, c.YCOORDS, *c.OPTIONAL_PER_POSITION):
+        if key not in source.small:
+            continue
+        value = source.small[key][index]
+        if key != "scan_index":
+            if value.dtype != np.float64:
+                transformations.append(f"{key}: {value.dtype} -> float64 (exact)")
+            value = value.astype(np.float64)
+        arrays[key] = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
+    notes = [
+        f"layout {source.layout} decided from {n} coordinate positions",
+        *source.notes,
+        *c.validate_fixture(label, arrays),
+    ]
+    metadata: dict[str, Any] = {
+        "version": SIDECAR_VERSION,
+        "source_dataset": label,
+        "source_layout": source.layout,
+        "source_positions": n,
+        "subset_strategy": strategy,
+        "subset_size": subset_size,
+        "subset_rule": _rule(strategy, n, subset_size),
+        "subset_indices": indices,
+        "coverage": cover,
+        "min_coverage": min_coverage,
+        "transformations": transformations,
+        "dropped_keys": list(source.dropped_keys),
+        "validation_notes": notes,
+    }
+    metadata["source_content_sha256"] = source.content_sha256()
+    return Fixture(arrays, metadata)
+
+
+def write_fixture(
+    fixture: Fixture,
+    output_path: Path,
+    metadata_path: Path | None = None,
+    *,
+    compress: bool = True,
+    write_metadata: bool = True,
+) -> dict[str, Any]:
+    """Atomically write the NPZ (and its sidecar); return the complete metadata.
+
+    With ``write_metadata=False`` only the NPZ is written: used to heal a cached copy
+    without touching a committed sidecar.
+    """
+    from . import __version__
+
+    output_path = Path(output_path)
+    sidecar = Path(metadata_path) if metadata_path else default_sidecar_path(output_path)
+    content, per_array = content_digests(fixture.arrays)
+    metadata = dict(fixture.metadata)
+    metadata.update(
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        generator={"name": "pytest-ptycho-fixture", "version": __version__},
+        generator_commit=_git_commit(),
+        content_sha256=content,
+        arrays=array_table(fixture.arrays, per_array),
+        compressed=compress,
+    )
+    with atomic_writer(output_path) as handle:
+        metadata["sha256_checksum"] = write_npz_to(
+            handle, fixture.arrays, compress=compress, path=output_path
+        )
+        if write_metadata:
+            with atomic_writer(sidecar) as meta_handle:
+                meta_handle.write(dumps(metadata))
+    return metadata
+
+
+def generate_fixture(
+    source_path: str | os.PathLike[str] | None,
+    output_path: str | os.PathLike[str],
+    subset_size: int = DEFAULT_SUBSET,
+    metadata_path: str | os.PathLike[str] | None = None,
+    *,
+    strategy: str = "stratified",
+    layout: str | None = None,
+    diff3d_alias: bool = True,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+    compress: bool = True,
+) -> GeneratedFixture:
+    """Generate the fixture NPZ and its sidecar from ``source_path`` (``None``: built-in).
+
+    Returns ``(output_path, metadata_path, sha256)`` where ``sha256`` is the SHA-256 of
+    the NPZ file. Nothing is written unless everything succeeds.
+    """
+    output = Path(output_path)
+    sidecar = Path(metadata_path) if metadata_path else default_sidecar_path(output)
+    fixture = build_fixture(
+        open_source(source_path, layout),
+        subset_size,
+        strategy=strategy,
+        diff3d_alias=diff3d_alias,
+        min_coverage=min_coverage,
+    )
+    metadata = write_fixture(fixture, output, sidecar, compress=compress)
+    return GeneratedFixture(output, sidecar, metadata["sha256_checksum"])
+
+
+def _git_commit() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = result.stdout.strip()
+    return commit if len(commit) == 40 else "unknown"

@@ -1,0 +1,429 @@
+"""NPZ input and output: a byte-reproducible writer, a streaming reader, content digests.
+
+Content digest
+    ``array_sha256[key]`` is the SHA-256 of ``key NUL dtype NUL shape NUL`` followed by
+    the array's bytes in C order, little-endian, where ``dtype`` is the little-endian
+    ``numpy.dtype.str`` (``<f4``, ``<c8``, ...) and ``shape`` the comma-joined sizes.
+    ``content_sha256`` is the SHA-256 of the lines ``key SP array_sha256 LF`` in sorted
+    key order. Neither depends on the zip container, compression or zlib build.
+
+Reader
+    Members are parsed from their ``.npy`` headers without loading data; arrays of Python
+    objects are refused (nothing is ever unpickled) and a header that declares more bytes
+    than its member holds, or more than ``max_bytes``, is refused before any allocation.
+    :meth:`NpzReader.take` streams one member in bounded chunks and keeps only the
+    selected positions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from .atomic import atomic_writer
+from .contract import ContractError, check_not_object
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+#: Refuse members whose header declares more than this many bytes (64 GiB).
+DEFAULT_MAX_BYTES = 64 << 30
+CHUNK_BYTES = 8 << 20
+COMPRESS_LEVEL = 6
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_ALIGN = 64
+
+
+# ---------------------------------------------------------------------------
+# digests
+
+
+def _le(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    little: np.dtype[Any] = dtype.newbyteorder("<")
+    return little
+
+
+def array_preamble(key: str, dtype: np.dtype[Any], shape: Sequence[int]) -> bytes:
+    """The bytes hashed before an array's data in its content digest."""
+    dims = ",".join(str(int(n)) for n in shape)
+    return f"{key}\0{_le(dtype).str}\0{dims}\0".encode()
+
+
+@dataclass
+class ContentHasher:
+    """Accumulates per-array digests and combines them into ``content_sha256``."""
+
+    arrays: dict[str, str] = field(default_factory=dict)
+
+    def begin(self, key: str, dtype: np.dtype[Any], shape: Sequence[int]) -> hashlib._Hash:
+        return hashlib.sha256(array_preamble(key, dtype, shape))
+
+    def add_array(self, key: str, array: NDArray[Any]) -> None:
+        import numpy as np
+
+        digest = self.begin(key, array.dtype, array.shape)
+        data = np.ascontiguousarray(array, dtype=_le(array.dtype))
+        digest.update(data.data)
+        self.arrays[key] = digest.hexdigest()
+
+    def finish(self, key: str, digest: hashlib._Hash) -> None:
+        self.arrays[key] = digest.hexdigest()
+
+    @property
+    def content_sha256(self) -> str:
+        return combine_digests(self.arrays)
+
+
+def combine_digests(arrays: Mapping[str, str]) -> str:
+    """``content_sha256`` from per-array digests."""
+    lines = "".join(f"{key} {arrays[key]}\n" for key in sorted(arrays))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def content_digests(arrays: Mapping[str, NDArray[Any]]) -> tuple[str, dict[str, str]]:
+    """Return ``(content_sha256, {key: array_sha256})`` for in-memory arrays."""
+    hasher = ContentHasher()
+    for key in sorted(arrays):
+        hasher.add_array(key, arrays[key])
+    return hasher.content_sha256, dict(sorted(hasher.arrays.items()))
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# writer
+
+
+def npy_header(dtype: np.dtype[Any], shape: Sequence[int]) -> bytes:
+    """A ``.npy`` version 1.0 header, the same on every numpy version."""
+    dims = tuple(int(n) for n in shape)
+    text = f"{{'descr': {dtype.str!r}, 'fortran_order': False, 'shape': {dims!r}, }}"
+    pad = _NPY_ALIGN - (len(_NPY_MAGIC) + 4 + len(text) + 1) % _NPY_ALIGN
+    text += " " * (pad % _NPY_ALIGN) + "\n"
+    return _NPY_MAGIC + b"\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
+
+
+def write_npz(path: Path, arrays: Mapping[str, NDArray[Any]], *, compress: bool = True) -> str:
+    """Atomically write a byte-reproducible NPZ; return the SHA-256 of its bytes."""
+    with atomic_writer(Path(path)) as handle:
+        return write_npz_to(handle, arrays, compress=compress, path=path)
+
+
+def write_npz_to(
+    handle: BinaryIO,
+    arrays: Mapping[str, NDArray[Any]],
+    *,
+    compress: bool = True,
+    path: object = "<npz>",
+) -> str:
+    """Write a byte-reproducible NPZ to an empty, seekable ``handle``; return its SHA-256.
+
+    Members are sorted by key, with fixed timestamps, permissions and OS field,
+    ``.npy`` 1.0 headers, C order, little-endian, and deflate level 6 (or stored).
+    """
+    import numpy as np
+
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(handle, "w", allowZip64=True) as archive:
+        for key in sorted(arrays):
+            array = np.asarray(arrays[key])
+            check_not_object(path, key, array.dtype)
+            array = np.ascontiguousarray(array, dtype=_le(array.dtype))
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
+            info.create_system = 3
+            info.external_attr = 0o100644 << 16
+            payload = npy_header(array.dtype, array.shape) + array.tobytes()
+            archive.writestr(info, payload, compress_type=method, compresslevel=COMPRESS_LEVEL)
+    handle.flush()
+    handle.seek(0)
+    digest = hashlib.sha256()
+    for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# reader
+
+
+@dataclass(frozen=True)
+class Member:
+    """One ``.npy`` member of an NPZ, as declared by its header."""
+
+    key: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    fortran_order: bool
+    header_size: int
+    info: zipfile.ZipInfo
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+class NpzReader:
+    """Read an NPZ safely: headers first, data on request, never unpickling."""
+
+    def __init__(self, path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except IsADirectoryError:
+            raise ContractError(self.path, None, "is a directory but an NPZ file is required")
+        except FileNotFoundError:
+            raise ContractError(self.path, None, "does not exist") from None
+        except PermissionError:
+            raise ContractError(self.path, None, "cannot be read (permission denied)") from None
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
+            raise ContractError(
+                self.path, None, f"is not a readable NPZ (zip) archive: {exc}"
+            ) from None
+        try:
+            self.members = self._read_members()
+        except BaseException:
+            self._zip.close()
+            raise
+
+    def __enter__(self) -> NpzReader:  # noqa: PYI034 - Self needs Python 3.11
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def _read_members(self) -> dict[str, Member]:
+        members: dict[str, Member] = {}
+        for info in self._zip.infolist():
+            if info.is_dir():
+                continue
+            if not info.filename.endswith(".npy"):
+                raise ContractError(
+                    self.path,
+                    info.filename,
+                    f"member {info.filename!r} is not a .npy array; an NPZ holds only .npy members",
+                )
+            key = info.filename[: -len(".npy")]
+            members[key] = self._read_header(key, info)
+        return members
+
+    def _fail(self, key: str, message: str) -> ContractError:
+        return ContractError(self.path, key, message)
+
+    def _read_header(self, key: str, info: zipfile.ZipInfo) -> Member:
+        from numpy.lib import format as npformat
+
+        try:
+            with self._zip.open(info) as stream:
+                version = npformat.read_magic(stream)
+                if version == (1, 0):
+                    shape, fortran, dtype = npformat.read_array_header_1_0(stream)
+                elif version == (2, 0):
+                    shape, fortran, dtype = npformat.read_array_header_2_0(stream)
+                else:
+                    raise ValueError(f"unsupported .npy version {version}")
+                header_size = stream.tell()
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile, SyntaxError) as exc:
+            raise self._fail(
+                key, f"{key!r} has no valid .npy header ({exc}); the file is damaged"
+            ) from None
+        check_not_object(self.path, key, dtype)
+        shape = tuple(int(n) for n in shape)
+        member = Member(key, shape, dtype, bool(fortran), header_size, info)
+        held = info.file_size - header_size
+        if any(n < 0 for n in shape) or member.nbytes > held:
+            raise self._fail(
+                key,
+                f"{key!r} declares shape {shape} {dtype} ({member.nbytes} bytes) but the"
+                f" member holds {held} bytes; the file is truncated or hostile, nothing was"
+                " allocated",
+            )
+        if member.nbytes > self.max_bytes:
+            raise self._fail(
+                key,
+                f"{key!r} declares {member.nbytes} bytes, over the limit of {self.max_bytes}",
+            )
+        return member
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.members
+
+    def member(self, key: str) -> Member:
+        try:
+            return self.members[key]
+        except KeyError:
+            raise self._fail(
+                key, f"{key!r} is missing; found {sorted(self.members) or 'no arrays'}"
+            ) from None
+
+    def _chunks(self, member: Member, chunk_bytes: int) -> Iterator[bytes]:
+        """Yield the member's data bytes in chunks of at most ``chunk_bytes``."""
+        remaining = member.nbytes
+        try:
+            with self._zip.open(member.info) as stream:
+                stream.read(member.header_size)
+                while remaining:
+                    block = stream.read(min(chunk_bytes, remaining))
+                    if not block:
+                        break
+                    remaining -= len(block)
+                    yield block
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            raise self._fail(
+                member.key, f"{member.key!r} cannot be read ({exc}); the file is damaged"
+            ) from None
+        if remaining:
+            raise self._fail(
+                member.key,
+                f"{member.key!r} ends {remaining} bytes early; the file is truncated",
+            )
+
+    def read(self, key: str, hasher: ContentHasher | None = None) -> NDArray[Any]:
+        """Read a whole member into a new array (feeding ``hasher`` as it goes)."""
+        import numpy as np
+
+        member = self.member(key)
+        buffer = bytearray(member.nbytes)
+        view = memoryview(buffer)
+        digest = hasher.begin(key, member.dtype, member.shape) if hasher else None
+        position = 0
+        for block in self._chunks(member, CHUNK_BYTES):
+            view[position : position + len(block)] = block
+            position += len(block)
+        array = np.frombuffer(buffer, dtype=member.dtype)
+        array = array.reshape(member.shape, order="F" if member.fortran_order else "C")
+        if hasher is not None and digest is not None:
+            if member.fortran_order or member.dtype != _le(member.dtype):
+                hasher.add_array(key, array)
+            else:
+                digest.update(view)
+                hasher.finish(key, digest)
+        return array
+
+    def take(
+        self,
+        key: str,
+        axis: int,
+        indices: Sequence[int],
+        hasher: ContentHasher | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> NDArray[Any]:
+        """Return ``array.take(indices, axis)`` for ``axis`` 0 or last, streaming the member.
+
+        Memory stays at the output plus one chunk. Fortran-ordered or big-endian
+        members are read whole (they are rare: ``np.save`` writes C order).
+        """
+        import numpy as np
+
+        member = self.member(key)
+        ndim = len(member.shape)
+        if axis < 0:
+            axis += ndim
+        if axis not in (0, ndim - 1) or ndim < 1:
+            raise ValueError(f"take streams axis 0 or the last axis, not {axis}")
+        index = np.asarray(indices, dtype=np.intp)
+        if index.size and (index.min() < 0 or index.max() >= member.shape[axis]):
+            raise IndexError(f"indices out of range for axis {axis} of {member.shape}")
+        if member.fortran_order or member.dtype != _le(member.dtype) or ndim == 1:
+            return self.read(key, hasher).take(index, axis=axis)
+        digest = hasher.begin(key, member.dtype, member.shape) if hasher else None
+        if axis == 0:
+            out = self._take_rows(member, index, digest, chunk_bytes)
+        else:
+            out = self._take_columns(member, index, digest, chunk_bytes)
+        if hasher is not None and digest is not None:
+            hasher.finish(key, digest)
+        return out
+
+    def _blocks(
+        self, member: Member, row_bytes: int, digest: hashlib._Hash | None, chunk_bytes: int
+    ) -> Iterator[tuple[int, bytes]]:
+        """Yield ``(first_row, data)`` with whole rows of ``row_bytes`` each."""
+        rows_per_chunk = max(1, chunk_bytes // max(row_bytes, 1))
+        pending = b""
+        row = 0
+        for block in self._chunks(member, rows_per_chunk * row_bytes):
+            if digest is not None:
+                digest.update(block)
+            data = pending + block if pending else block
+            whole = len(data) - len(data) % row_bytes
+            if whole:
+                yield row, data[:whole]
+                row += whole // row_bytes
+            pending = data[whole:]
+
+    def _take_rows(
+        self,
+        member: Member,
+        index: NDArray[Any],
+        digest: hashlib._Hash | None,
+        chunk_bytes: int,
+    ) -> NDArray[Any]:
+        import numpy as np
+
+        row_shape = member.shape[1:]
+        row_bytes = math.prod(row_shape) * member.dtype.itemsize
+        out = np.empty((index.size, *row_shape), dtype=member.dtype)
+        order = np.argsort(index, kind="stable")
+        sorted_index = index[order]
+        for first, data in self._blocks(member, row_bytes, digest, chunk_bytes):
+            count = len(data) // row_bytes
+            lo = np.searchsorted(sorted_index, first, side="left")
+            hi = np.searchsorted(sorted_index, first + count, side="left")
+            if hi > lo:
+                rows = np.frombuffer(data, dtype=member.dtype).reshape((count, *row_shape))
+                out[order[lo:hi]] = rows[sorted_index[lo:hi] - first]
+        return out
+
+    def _take_columns(
+        self,
+        member: Member,
+        index: NDArray[Any],
+        digest: hashlib._Hash | None,
+        chunk_bytes: int,
+    ) -> NDArray[Any]:
+        import numpy as np
+
+        last = member.shape[-1]
+        row_bytes = last * member.dtype.itemsize
+        n_rows = math.prod(member.shape[:-1])
+        out = np.empty((n_rows, index.size), dtype=member.dtype)
+        for first, data in self._blocks(member, row_bytes, digest, chunk_bytes):
+            rows: NDArray[Any] = np.frombuffer(data, dtype=member.dtype).reshape((-1, last))
+            out[first : first + rows.shape[0]] = rows[:, index]
+        return out.reshape((*member.shape[:-1], index.size))
+
+
+@dataclass(frozen=True)
+class LoadedNpz:
+    """Every array of an NPZ, with the digests computed while reading it."""
+
+    arrays: dict[str, NDArray[Any]]
+    content_sha256: str
+    array_sha256: dict[str, str]
+
+
+def load_npz(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedNpz:
+    """Read every member once, computing the content digest on the same pass."""
+    hasher = ContentHasher()
+    with NpzReader(path, max_bytes=max_bytes) as reader:
+        arrays = {key: reader.read(key, hasher) for key in sorted(reader.members)}
+    return LoadedNpz(arrays, hasher.content_sha256, dict(sorted(hasher.arrays.items())))

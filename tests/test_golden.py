@@ -1,0 +1,97 @@
+"""The built-in default fixture is bit-identical everywhere: numpy 1.26 and 2.x, any SIMD level.
+
+The tox envs ``numpy1`` and ``numpy2`` run this file (``-m golden``).
+
+To recompute the constants after an intended change to the simulator or the generator::
+
+    ptycho-fixture generate --output /tmp/minimal_dataset_v1.npz   # prints content_sha256
+    python -c "from pytest_ptycho_fixture import simulate_source, content_digests; \
+print(content_digests(simulate_source())[0])"                     # the full source
+
+then copy the new sidecar to ``pytest_ptycho_fixture/data/minimal_dataset_v1.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_ptycho_fixture.generate import SYNTHETIC_SOURCE_CONTENT_SHA256, generate_fixture
+from pytest_ptycho_fixture.npzio import content_digests, load_npz
+from pytest_ptycho_fixture.simulate import simulate_source
+
+pytestmark = pytest.mark.golden
+
+GOLDEN_CONTENT_SHA256 = "fb14020c26b228c399f3717069b42c677ea8bb66094e1bba90798d3131802d93"
+GOLDEN_SOURCE_CONTENT_SHA256 = "baa884e4ddd3cfafb94e1f1c0180ef2db71cb9b6c2ef4a94868da2a2c3827a32"
+
+_DIGEST_SCRIPT = """
+import sys, tempfile, pathlib
+from pytest_ptycho_fixture.generate import generate_fixture
+from pytest_ptycho_fixture.npzio import load_npz
+out = pathlib.Path(tempfile.mkdtemp()) / "fixture.npz"
+generate_fixture(None, out)
+print(load_npz(out).content_sha256)
+"""
+
+
+def _dispatched_features() -> list[str]:
+    try:
+        from numpy._core import _multiarray_umath as umath
+    except ImportError:  # numpy 1.x
+        from numpy.core import _multiarray_umath as umath  # type: ignore[no-redef]
+    return list(umath.__cpu_dispatch__)
+
+
+def test_the_built_in_default_fixture_has_the_golden_content_digest(tmp_path: Path) -> None:
+    result = generate_fixture(None, tmp_path / "minimal_dataset_v1.npz")
+    loaded = load_npz(result.output_path)
+    assert loaded.content_sha256 == GOLDEN_CONTENT_SHA256, f"numpy {np.__version__}"
+    sidecar = json.loads(result.metadata_path.read_text())
+    assert sidecar["content_sha256"] == GOLDEN_CONTENT_SHA256
+    assert sidecar["source_content_sha256"] == GOLDEN_SOURCE_CONTENT_SHA256
+
+
+def test_the_shipped_sidecar_records_the_golden_digest_and_its_arrays(tmp_path: Path) -> None:
+    shipped = resources.files("pytest_ptycho_fixture") / "data" / "minimal_dataset_v1.json"
+    sidecar = json.loads(shipped.read_text(encoding="utf-8"))
+    assert sidecar["content_sha256"] == GOLDEN_CONTENT_SHA256
+    loaded = load_npz(generate_fixture(None, tmp_path / "x.npz").output_path)
+    assert {key: entry["sha256"] for key, entry in sidecar["arrays"].items()} == (
+        loaded.array_sha256
+    )
+
+
+def test_the_full_synthetic_source_has_the_recorded_content_digest() -> None:
+    assert SYNTHETIC_SOURCE_CONTENT_SHA256 == GOLDEN_SOURCE_CONTENT_SHA256
+    assert content_digests(simulate_source())[0] == GOLDEN_SOURCE_CONTENT_SHA256
+
+
+def test_the_golden_digest_holds_with_simd_dispatch_disabled() -> None:
+    features = _dispatched_features()
+    assert features, "this numpy dispatches no optional CPU features"
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(features)}
+    env.pop("PYTHONWARNINGS", None)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import numpy as np; print(np.__version__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "cannot disable" not in probe.stderr.lower(), probe.stderr
+    result = subprocess.run(
+        [sys.executable, "-c", _DIGEST_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == GOLDEN_CONTENT_SHA256
