@@ -27,9 +27,14 @@ def atomic_writer(target: Path) -> Iterator[BinaryIO]:
     opened for writing.
     """
     target = Path(target)
-    fd, name = tempfile.mkstemp(
-        prefix=temp_prefix(target), suffix=TEMP_SUFFIX, dir=target.parent or Path(".")
-    )
+    folder = target.parent or Path(".")
+    try:
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=TEMP_SUFFIX, dir=folder)
+    except OSError as exc:
+        # Name the file the caller asked for, not the temporary name it never saw.
+        raise type(exc)(
+            exc.errno, f"cannot create a file in {folder}: {exc.strerror}", str(target)
+        ) from None
     temp = Path(name)
     try:
         with os.fdopen(fd, "w+b") as handle:

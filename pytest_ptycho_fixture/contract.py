@@ -23,7 +23,9 @@ the file, the key, and what was expected against what was found.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,7 +52,8 @@ class ContractError(ValueError):
     """A file breaks the data contract; ``str()`` is one line naming file, key and rule."""
 
     def __init__(self, path: object, key: str | None, message: str) -> None:
-        super().__init__(path, key, message)
+        # args hold the str path too, so that repr() is the same after pickling.
+        super().__init__(str(path), key, message)
         self.path = str(path)
         self.key = key
         self.message = message
@@ -141,34 +144,56 @@ def check_diffraction_dtype(path: object, key: str, dtype: np.dtype[Any]) -> Non
 
 def check_amplitudes(path: object, key: str, values: NDArray[Any]) -> str:
     """Amplitudes are finite, non-negative and below 10; return a note on their range."""
-    import numpy as np
+    stats = AmplitudeStats()
+    stats.add(values)
+    return stats.check(path, key)
 
-    finite = np.isfinite(values)
-    if not finite.all():
-        bad = int(values.size - np.count_nonzero(finite))
-        raise _fail(
-            path,
-            key,
-            f"{key!r} has {bad} non-finite values (NaN or inf) but finite amplitudes"
-            " are required",
-        )
-    if values.size == 0:
-        raise _fail(path, key, f"{key!r} is empty but at least one pattern is required")
-    low, high = float(values.min()), float(values.max())
-    if low < 0:
-        raise _fail(
-            path,
-            key,
-            f"{key!r} has minimum {low:g} but amplitudes must be >= 0",
-        )
-    if high >= MAX_AMPLITUDE:
-        raise _fail(
-            path,
-            key,
-            f"{key!r} has maximum {high:g} but amplitudes must be < {MAX_AMPLITUDE:g};"
-            " this looks like intensity: store sqrt(intensity)",
-        )
-    return f"{key}: finite, min {low:.6g}, max {high:.6g} (< {MAX_AMPLITUDE:g})"
+
+@dataclass
+class AmplitudeStats:
+    """What :func:`check_amplitudes` needs, gathered block by block from a streamed array."""
+
+    size: int = 0
+    nonfinite: int = 0
+    low: float = math.inf
+    high: float = -math.inf
+
+    def add(self, block: NDArray[Any]) -> None:
+        import numpy as np
+
+        self.size += int(block.size)
+        bad = int(block.size - np.count_nonzero(np.isfinite(block)))
+        self.nonfinite += bad
+        if block.size and not bad:
+            self.low = min(self.low, float(block.min()))
+            self.high = max(self.high, float(block.max()))
+
+    def check(self, path: object, key: str) -> str:
+        """Raise :class:`ContractError` unless every value seen is a valid amplitude."""
+        if self.nonfinite:
+            raise _fail(
+                path,
+                key,
+                f"{key!r} has {self.nonfinite} non-finite values (NaN or inf) but finite"
+                " amplitudes are required",
+            )
+        if self.size == 0:
+            raise _fail(path, key, f"{key!r} is empty but at least one pattern is required")
+        low, high = self.low, self.high
+        if low < 0:
+            raise _fail(
+                path,
+                key,
+                f"{key!r} has minimum {low:g} but amplitudes must be >= 0",
+            )
+        if high >= MAX_AMPLITUDE:
+            raise _fail(
+                path,
+                key,
+                f"{key!r} has maximum {high:g} but amplitudes must be < {MAX_AMPLITUDE:g};"
+                " this looks like intensity: store sqrt(intensity)",
+            )
+        return f"{key}: finite, min {low:.6g}, max {high:.6g} (< {MAX_AMPLITUDE:g})"
 
 
 def check_object(path: object, array: NDArray[Any], *, exact: bool) -> None:

@@ -96,11 +96,17 @@ class NpzSource:
                     c.XCOORDS,
                     f"{c.XCOORDS!r} has shape {xcoords.shape} but a 1-D (N,) array is required",
                 )
-            self.n_positions = n = int(xcoords.shape[0])
+            member = reader.member(self._key)
+            n = int(xcoords.shape[0])
+            ycount = self.small[c.YCOORDS].shape[:1]
+            axes = (member.shape[0], member.shape[-1]) if member.shape else ()
+            if n not in axes and ycount and ycount[0] in axes:
+                # The diffraction array sides with 'ycoords': blame 'xcoords'.
+                n = int(ycount[0])
+            self.n_positions = n
             for key in (c.XCOORDS, c.YCOORDS, *c.OPTIONAL_PER_POSITION):
                 if key in self.small:
                     c.check_per_position(path, key, self.small[key], n)
-            member = reader.member(self._key)
             c.check_diffraction_dtype(path, self._key, member.dtype)
             self.layout = c.decide_layout(path, member.shape, n, self.layout_hint)
             shape = member.shape
@@ -113,8 +119,11 @@ class NpzSource:
         import numpy as np
 
         axis = 2 if self.layout == "HWN" else 0
+        # Every pattern is checked while streaming, not only the ones kept.
+        stats = c.AmplitudeStats()
         with NpzReader(self.path) as reader:
-            patterns = reader.take(self._key, axis, indices, self._hasher)
+            patterns = reader.take(self._key, axis, indices, self._hasher, visit=stats.add)
+        stats.check(self.path, self._key)
         if self.layout == "HWN":
             patterns = np.ascontiguousarray(patterns.transpose(2, 0, 1))
         return patterns
@@ -176,7 +185,7 @@ def open_source(source: str | os.PathLike[str] | None, layout: str | None = None
     """The built-in synthetic source for ``None``, else the NPZ at ``source``."""
     if source is None:
         return SyntheticSource()
-    return NpzSource(Path(source), layout)
+    return NpzSource(Path(source), layout, label=os.fspath(source))
 
 
 def subset_indices(strategy: str, n_positions: int, subset_size: int) -> list[int]:
@@ -314,6 +323,14 @@ def write_fixture(
 
     output_path = Path(output_path)
     sidecar = Path(metadata_path) if metadata_path else default_sidecar_path(output_path)
+    # Checked first: the sidecar is published before the NPZ is moved into place.
+    for target in (output_path, sidecar) if write_metadata else (output_path,):
+        if target.is_dir():
+            raise ContractError(target, None, "is a directory but a file path is required")
+    if write_metadata and output_path.resolve() == sidecar.resolve():
+        raise ContractError(
+            sidecar, None, "is the fixture's own path; the sidecar needs a path of its own"
+        )
     content, per_array = content_digests(fixture.arrays)
     metadata = dict(fixture.metadata)
     metadata.update(

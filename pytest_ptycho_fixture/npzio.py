@@ -21,7 +21,7 @@ import hashlib
 import math
 import struct
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -40,6 +40,8 @@ COMPRESS_LEVEL = 6
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _NPY_MAGIC = b"\x93NUMPY"
 _NPY_ALIGN = 64
+#: Deflate cannot expand data by more than this factor.
+_MAX_DEFLATE_RATIO = 1032
 
 
 # ---------------------------------------------------------------------------
@@ -143,7 +145,8 @@ def write_npz_to(
         for key in sorted(arrays):
             array = np.asarray(arrays[key])
             check_not_object(path, key, array.dtype)
-            array = np.ascontiguousarray(array, dtype=_le(array.dtype))
+            # Not ascontiguousarray: that turns a 0-d array into shape (1,).
+            array = np.asarray(array, dtype=_le(array.dtype), order="C")
             info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
             info.create_system = 3
             info.external_attr = 0o100644 << 16
@@ -184,6 +187,7 @@ class NpzReader:
         self.path = Path(path)
         self.max_bytes = max_bytes
         try:
+            self._archive_size = self.path.stat().st_size
             self._zip = zipfile.ZipFile(self.path)
         except IsADirectoryError:
             raise ContractError(self.path, None, "is a directory but an NPZ file is required")
@@ -248,7 +252,7 @@ class NpzReader:
         check_not_object(self.path, key, dtype)
         shape = tuple(int(n) for n in shape)
         member = Member(key, shape, dtype, bool(fortran), header_size, info)
-        held = info.file_size - header_size
+        held = self._plausible_size(info) - header_size
         if any(n < 0 for n in shape) or member.nbytes > held:
             raise self._fail(
                 key,
@@ -262,6 +266,19 @@ class NpzReader:
                 f"{key!r} declares {member.nbytes} bytes, over the limit of {self.max_bytes}",
             )
         return member
+
+    def _plausible_size(self, info: zipfile.ZipInfo) -> int:
+        """The member's declared size, capped by what its compressed bytes can hold.
+
+        The size in the central directory is the file's own claim; a hostile file can
+        inflate it to make a reader allocate what the data will never fill.
+        """
+        packed = min(info.compress_size, self._archive_size)
+        if info.compress_type == zipfile.ZIP_STORED:
+            return min(info.file_size, packed)
+        if info.compress_type == zipfile.ZIP_DEFLATED:
+            return min(info.file_size, packed * _MAX_DEFLATE_RATIO)
+        return info.file_size
 
     def __contains__(self, key: object) -> bool:
         return key in self.members
@@ -325,11 +342,14 @@ class NpzReader:
         indices: Sequence[int],
         hasher: ContentHasher | None = None,
         chunk_bytes: int = CHUNK_BYTES,
+        visit: Callable[[NDArray[Any]], None] | None = None,
     ) -> NDArray[Any]:
         """Return ``array.take(indices, axis)`` for ``axis`` 0 or last, streaming the member.
 
         Memory stays at the output plus one chunk. Fortran-ordered or big-endian
         members are read whole (they are rare: ``np.save`` writes C order).
+        ``visit`` is called with every part of the member, so that all of it can be
+        checked, not only the positions kept.
         """
         import numpy as np
 
@@ -343,12 +363,15 @@ class NpzReader:
         if index.size and (index.min() < 0 or index.max() >= member.shape[axis]):
             raise IndexError(f"indices out of range for axis {axis} of {member.shape}")
         if member.fortran_order or member.dtype != _le(member.dtype) or ndim == 1:
-            return self.read(key, hasher).take(index, axis=axis)
+            whole = self.read(key, hasher)
+            if visit is not None:
+                visit(whole)
+            return whole.take(index, axis=axis)
         digest = hasher.begin(key, member.dtype, member.shape) if hasher else None
         if axis == 0:
-            out = self._take_rows(member, index, digest, chunk_bytes)
+            out = self._take_rows(member, index, digest, chunk_bytes, visit)
         else:
-            out = self._take_columns(member, index, digest, chunk_bytes)
+            out = self._take_columns(member, index, digest, chunk_bytes, visit)
         if hasher is not None and digest is not None:
             hasher.finish(key, digest)
         return out
@@ -376,6 +399,7 @@ class NpzReader:
         index: NDArray[Any],
         digest: hashlib._Hash | None,
         chunk_bytes: int,
+        visit: Callable[[NDArray[Any]], None] | None = None,
     ) -> NDArray[Any]:
         import numpy as np
 
@@ -388,8 +412,10 @@ class NpzReader:
             count = len(data) // row_bytes
             lo = np.searchsorted(sorted_index, first, side="left")
             hi = np.searchsorted(sorted_index, first + count, side="left")
-            if hi > lo:
+            if hi > lo or visit is not None:
                 rows = np.frombuffer(data, dtype=member.dtype).reshape((count, *row_shape))
+                if visit is not None:
+                    visit(rows)
                 out[order[lo:hi]] = rows[sorted_index[lo:hi] - first]
         return out
 
@@ -399,6 +425,7 @@ class NpzReader:
         index: NDArray[Any],
         digest: hashlib._Hash | None,
         chunk_bytes: int,
+        visit: Callable[[NDArray[Any]], None] | None = None,
     ) -> NDArray[Any]:
         import numpy as np
 
@@ -408,6 +435,8 @@ class NpzReader:
         out = np.empty((n_rows, index.size), dtype=member.dtype)
         for first, data in self._blocks(member, row_bytes, digest, chunk_bytes):
             rows: NDArray[Any] = np.frombuffer(data, dtype=member.dtype).reshape((-1, last))
+            if visit is not None:
+                visit(rows)
             out[first : first + rows.shape[0]] = rows[:, index]
         return out.reshape((*member.shape[:-1], index.size))
 

@@ -95,3 +95,12 @@ def test_the_golden_digest_holds_with_simd_dispatch_disabled() -> None:
         check=True,
     )
     assert result.stdout.strip() == GOLDEN_CONTENT_SHA256
+
+
+def test_the_default_fixture_satisfies_the_documented_forward_model(tmp_path: Path) -> None:
+    from pytest_ptycho_fixture.simulate import forward
+
+    f = load_npz(generate_fixture(None, tmp_path / "x.npz").output_path).arrays
+    model = forward(f["probeGuess"], f["objectGuess"], f["xcoords"], f["ycoords"])
+    assert np.abs(model - f["diffraction"]).max() <= 1e-6 * model.max()
+    assert 1.5 < float(model.max()) < 1.9

@@ -1,0 +1,577 @@
+"""The fixture cache: lock, verify against the sidecar, heal or regenerate, count the work.
+
+Protocol, per fixture file and at most once per process: take ``<fixture>.lock``; remove
+temporary files left by a killed writer; if the NPZ's ``content_sha256`` matches the
+sidecar, use it; otherwise regenerate it atomically from the source and check again.
+Every process re-checks after acquiring the lock, so across pytest-xdist workers and
+concurrent runs the fixture is generated once and everyone else only verifies.
+
+A *committed* sidecar (in the project, or shipped in the package) is the reference and is
+never written except by :meth:`FixtureCache.regenerate` (``--regen-fixture``). A sidecar
+kept in the cache folder is written with its fixture and detects corruption only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+import types
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, final
+
+import pytest
+
+from .atomic import TEMP_SUFFIX, temp_prefix
+from .contract import ContractError
+from .generate import BUILTIN_SOURCE, DEFAULT_SUBSET
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from .npzio import LoadedNpz
+
+FIXTURE_NAME = "minimal_dataset_v1"
+DEFAULT_STRATEGY = "stratified"
+SHIPPED_SIDECAR = Path(__file__).parent / "data" / f"{FIXTURE_NAME}.json"
+CACHE_FOLDER = "ptycho-fixture"
+#: Key written into cache-folder sidecars: the run that last regenerated them.
+CACHE_RUN = "cache_run"
+MISSING = "does not exist"
+
+
+class FixtureError(Exception):
+    """The fixture cannot be provided; ``str()`` is the one line shown for each test."""
+
+
+def user_cache_folder() -> Path:
+    """The per-user cache, for runs without pytest's cache provider."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "pytest-ptycho-fixture"
+
+
+@final
+@dataclass(frozen=True)
+class FixtureSpec:
+    """Where a fixture lives, what it is made from, and the sidecar it is checked against."""
+
+    path: Path
+    sidecar: Path
+    source: Path | None = None
+    subset_size: int = DEFAULT_SUBSET
+    strategy: str = DEFAULT_STRATEGY
+    committed: bool = True
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(f"{self.path.name}.lock")
+
+    @property
+    def shipped(self) -> bool:
+        return self.sidecar == SHIPPED_SIDECAR
+
+
+def parameters_key(source: Path | None, subset_size: int, strategy: str) -> str:
+    """A short hash naming a fixture variant in the cache folder."""
+    text = json.dumps([str(source) if source else BUILTIN_SOURCE, subset_size, strategy])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def cached_spec(folder: Path, source: Path | None, subset_size: int, strategy: str) -> FixtureSpec:
+    """A variant kept in the cache folder with its own sidecar, made on first use."""
+    name = f"{FIXTURE_NAME}-{parameters_key(source, subset_size, strategy)}"
+    path = folder / f"{name}.npz"
+    return FixtureSpec(path, path.with_suffix(".json"), source, subset_size, strategy, False)
+
+
+def main_spec(
+    *,
+    path: Path | None,
+    sidecar: Path | None,
+    source: Path | None,
+    subset_size: int,
+    strategy: str,
+    folder: Path,
+) -> FixtureSpec:
+    """Resolve the configured fixture.
+
+    With no path configured the NPZ lives in ``folder``. Its sidecar is then the one shipped
+    in the package when source, subset size and strategy are the defaults, else (unless
+    ``sidecar`` is configured) one made with the NPZ in ``folder``.
+    """
+    if path is not None:
+        sidecar = sidecar or path.with_suffix(".json")
+        return FixtureSpec(path, sidecar, source, subset_size, strategy, True)
+    default = source is None and subset_size == DEFAULT_SUBSET and strategy == DEFAULT_STRATEGY
+    if default:
+        path = folder / f"{FIXTURE_NAME}.npz"
+        return FixtureSpec(path, sidecar or SHIPPED_SIDECAR, source, subset_size, strategy, True)
+    spec = cached_spec(folder, source, subset_size, strategy)
+    if sidecar is None:
+        return spec
+    return FixtureSpec(spec.path, sidecar, source, subset_size, strategy, True)
+
+
+def resolve_source(root: Path, source: str | os.PathLike[str] | None) -> Path | None:
+    """``None`` (the built-in scan) for empty or ``builtin``, else a path under ``root``."""
+    text = os.fspath(source) if source is not None else ""
+    if text.strip() in ("", "builtin", BUILTIN_SOURCE):
+        return None
+    return root / Path(text).expanduser()
+
+
+def read_only(value: Any) -> Any:
+    """``value`` with every dict made a ``MappingProxyType`` and every list a tuple."""
+    if isinstance(value, Mapping):
+        return types.MappingProxyType({key: read_only(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(read_only(item) for item in value)
+    return value
+
+
+@final
+@dataclass(frozen=True)
+class Verified:
+    """A fixture whose content matches its sidecar, with its arrays loaded read-only."""
+
+    spec: FixtureSpec
+    metadata: Mapping[str, Any]
+    arrays: Mapping[str, NDArray[Any]]
+
+
+@final
+@dataclass
+class Stats:
+    """What one process (or, merged, a whole run) did; sent from workers as plain data."""
+
+    generations: list[tuple[str, float]] = field(default_factory=list)
+    verifications: int = 0
+    healed: list[str] = field(default_factory=list)
+    rewritten: list[str] = field(default_factory=list)
+    errors: int = 0
+    devices: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "generations": [list(item) for item in self.generations],
+            "verifications": self.verifications,
+            "healed": list(self.healed),
+            "rewritten": list(self.rewritten),
+            "errors": self.errors,
+            "devices": list(self.devices),
+        }
+
+    def merge(self, data: Mapping[str, Any]) -> None:
+        """Add a worker's :meth:`to_dict`."""
+        self.generations += [(str(who), float(took)) for who, took in data["generations"]]
+        self.verifications += int(data["verifications"])
+        self.healed += data["healed"]
+        self.rewritten += [item for item in data["rewritten"] if item not in self.rewritten]
+        self.errors += int(data["errors"])
+        self.devices += [item for item in data["devices"] if item not in self.devices]
+
+    def note_device(self, device: str) -> None:
+        if device not in self.devices:
+            self.devices.append(device)
+
+    def summary(self) -> list[str]:
+        """The terminal summary: nothing if the fixture was not used."""
+        if not (self.generations or self.verifications or self.errors):
+            return []
+        first = _count(len(self.generations), "generation")
+        if self.generations:
+            first += f" ({', '.join(f'{who}, {took:.2f} s' for who, took in self.generations)})"
+        parts = [first, _count(self.verifications, "verification")]
+        if self.healed:
+            parts.append(f"healed {_count(len(self.healed), 'cached file')}")
+        if self.rewritten:
+            parts.append("sidecar rewritten")
+        if self.errors:
+            parts.append(f"fixture unavailable ({_count(self.errors, 'error')})")
+        if self.devices:
+            parts.append(f"device{'s' if len(self.devices) > 1 else ''} {', '.join(self.devices)}")
+        lines = [f"ptycho-fixture: {', '.join(parts)}"]
+        lines += [f"ptycho-fixture: {note}" for note in self.healed]
+        lines += [
+            f"ptycho-fixture: the sidecar {sidecar} was rewritten with the new digests; commit it"
+            for sidecar in self.rewritten
+        ]
+        return lines
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+@final
+@dataclass
+class FixtureCache:
+    """Provide verified fixtures to one pytest process, generating them when needed.
+
+    ``run_id`` is shared by the processes of one run (the pytest-xdist controller hands it
+    to its workers); ``regen`` is ``--regen-fixture``; ``root`` is what paths are shown
+    relative to; ``folder`` is the cache folder, where a run notes a fixture that
+    regenerating did not fix, so that its other processes report it without regenerating.
+    """
+
+    lock_timeout: float = 600.0
+    worker: str = "main"
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    regen: bool = False
+    root: Path | None = None
+    folder: Path | None = None
+    stats: Stats = field(default_factory=Stats)
+    verified: dict[Path, Verified] = field(default_factory=dict)
+    failed: dict[Path, FixtureError] = field(default_factory=dict)
+
+    def show(self, path: Path) -> str:
+        """``path`` relative to the rootdir when it is inside it."""
+        if self.root is not None:
+            with contextlib.suppress(ValueError):
+                return str(path.relative_to(self.root))
+        return str(path)
+
+    def get(self, spec: FixtureSpec) -> Verified:
+        """The verified fixture for ``spec``: checked, healed or generated once per process."""
+        if spec.path in self.verified:
+            return self.verified[spec.path]
+        if spec.path in self.failed:
+            raise self.failed[spec.path]
+        try:
+            with self._locked(spec):
+                result = self._verify_or_make(spec)
+        except FixtureError as exc:
+            self.failed[spec.path] = exc
+            self.stats.errors += 1
+            raise
+        self.verified[spec.path] = result
+        self.stats.verifications += 1
+        return result
+
+    def get_or_fail(self, spec: FixtureSpec) -> Verified:
+        """:meth:`get` for fixtures: an error fails the test with one line, no traceback."""
+        try:
+            return self.get(spec)
+        except FixtureError as exc:
+            message = str(exc)
+        pytest.fail(message, pytrace=False)
+
+    def regenerate(self, spec: FixtureSpec) -> Verified:
+        """Regenerate the NPZ and rewrite its sidecar (``--regen-fixture``)."""
+        try:
+            with self._locked(spec):
+                self._check_source(spec, None)
+                metadata = self._generate(spec, write_sidecar=True)
+                result = self._accept(spec, metadata, self._read_back(spec, metadata))
+        except FixtureError as exc:
+            self.failed[spec.path] = exc
+            self.stats.errors += 1
+            raise
+        if spec.committed:
+            self.stats.rewritten.append(self.show(spec.sidecar))
+        self.verified[spec.path] = result
+        self.stats.verifications += 1
+        return result
+
+    def reload(self, spec: FixtureSpec) -> Mapping[str, NDArray[Any]]:
+        """Read the verified fixture again, for restoring modified session tensors."""
+        expected = self.verified[spec.path].metadata["content_sha256"]
+        with self._locked(spec):
+            loaded, problem = self._load(spec)
+        if loaded is not None and loaded.content_sha256 == expected:
+            return _frozen_arrays(loaded.arrays)
+        message = (
+            f"ptycho-fixture: cannot restore the session tensors: {self.show(spec.path)}"
+            f" {problem or 'changed during the run'}"
+        )
+        raise FixtureError(message)
+
+    # -- the protocol, run while holding the lock -------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self, spec: FixtureSpec) -> Iterator[None]:
+        import filelock
+
+        try:
+            spec.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            message = f"ptycho-fixture: cannot create the folder {spec.path.parent}: {exc}"
+            raise FixtureError(message) from None
+        lock = filelock.FileLock(spec.lock_path, timeout=self.lock_timeout)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            message = (
+                f"ptycho-fixture: waited {self.lock_timeout:g} s for the lock"
+                f" {spec.lock_path}, which another pytest process holds while it generates"
+                f" or verifies {self.show(spec.path)}; let it finish, or raise"
+                " ptycho_fixture_lock_timeout (a killed holder releases the lock by itself)"
+            )
+            raise FixtureError(message) from None
+        except OSError as exc:  # after Timeout, which is an OSError too
+            message = f"ptycho-fixture: cannot take the lock {spec.lock_path}: {exc}"
+            raise FixtureError(message) from None
+        try:
+            _remove_stale_temps(spec)
+            yield
+        finally:
+            lock.release()
+
+    def source_label(self, spec: FixtureSpec) -> str:
+        return BUILTIN_SOURCE if spec.source is None else self.show(spec.source)
+
+    def _verify_or_make(self, spec: FixtureSpec) -> Verified:
+        expected = self._expected(spec)
+        problem: str | None = None
+        if expected is not None and not self._regen_due(spec, expected):
+            self._raise_if_known_stale(spec)
+            loaded, problem = self._load(spec)
+            if loaded is not None and loaded.content_sha256 == expected["content_sha256"]:
+                return self._accept(spec, expected, loaded)
+            if loaded is not None:
+                problem = (
+                    f"was stale (content_sha256 {loaded.content_sha256[:12]}, the sidecar"
+                    f" says {str(expected['content_sha256'])[:12]})"
+                )
+        self._check_source(spec, problem)
+        generated = self._generate(spec, write_sidecar=not spec.committed)
+        reference = expected if spec.committed and expected is not None else generated
+        loaded = self._read_back(spec, generated)
+        if loaded.content_sha256 != reference["content_sha256"]:
+            message = self._stale_message(spec, reference, loaded)
+            self._note_stale(spec, message)
+            raise FixtureError(message)
+        if problem is not None and problem != MISSING:
+            self.stats.healed.append(
+                f"healed {self.show(spec.path)}: it {problem}; regenerated from"
+                f" {self.source_label(spec)}, it matches {self.show(spec.sidecar)}"
+            )
+        return self._accept(spec, reference, loaded)
+
+    def _expected(self, spec: FixtureSpec) -> dict[str, Any] | None:
+        """The sidecar, or ``None`` for a cache-folder one that is missing or broken."""
+        from .sidecar import read_sidecar
+
+        try:
+            return read_sidecar(spec.sidecar)
+        except ContractError as exc:
+            if not spec.committed:
+                return None
+            sidecar = self.show(spec.sidecar)
+            if not spec.sidecar.exists():
+                message = (
+                    f"ptycho-fixture: the sidecar {sidecar} does not exist, so"
+                    f" {self.show(spec.path)} cannot be verified; create it with"
+                    f" pytest --regen-fixture, then commit {sidecar}"
+                )
+            else:
+                message = (
+                    f"ptycho-fixture: the sidecar {sidecar} {exc.message}; restore it (e.g. git"
+                    f" checkout {sidecar}) or run pytest --regen-fixture and commit {sidecar};"
+                    " it is never overwritten without --regen-fixture"
+                )
+            raise FixtureError(message) from None
+
+    def _regen_due(self, spec: FixtureSpec, expected: Mapping[str, Any]) -> bool:
+        # Cache-folder sidecars are regenerated by the first process of a --regen-fixture
+        # run that needs them; committed ones by the controller, before workers start.
+        return self.regen and not spec.committed and expected.get(CACHE_RUN) != self.run_id
+
+    def _stale_record(self, spec: FixtureSpec) -> Path | None:
+        if self.folder is None:
+            return None
+        name = hashlib.sha256(str(spec.path).encode()).hexdigest()[:12]
+        return self.folder / f"stale-{name}.json"
+
+    def _note_stale(self, spec: FixtureSpec, message: str) -> None:
+        from .atomic import write_bytes
+
+        record = self._stale_record(spec)
+        if record is not None:
+            with contextlib.suppress(OSError):
+                record.parent.mkdir(parents=True, exist_ok=True)
+                write_bytes(record, json.dumps({"run": self.run_id, "message": message}).encode())
+
+    def _raise_if_known_stale(self, spec: FixtureSpec) -> None:
+        record = self._stale_record(spec)
+        try:
+            data = json.loads(record.read_text(encoding="utf-8")) if record else None
+        except (OSError, ValueError):
+            return
+        if isinstance(data, dict) and data.get("run") == self.run_id:
+            raise FixtureError(str(data.get("message")))
+
+    def _load(self, spec: FixtureSpec) -> tuple[LoadedNpz | None, str | None]:
+        from .npzio import load_npz
+
+        if not spec.path.exists():
+            return None, MISSING
+        try:
+            return load_npz(spec.path), None
+        except ContractError as exc:
+            return None, f"was damaged ({exc.message})"
+        except OSError as exc:
+            return None, f"could not be read ({exc.strerror or exc})"
+
+    def _check_source(self, spec: FixtureSpec, problem: str | None) -> None:
+        if spec.source is None or spec.source.is_file():
+            return
+        source, fixture = self.show(spec.source), self.show(spec.path)
+        where = (
+            f"Put the source dataset at {source} (or point ptycho_fixture_source /"
+            " --ptycho-fixture-source at it)"
+        )
+        if problem == MISSING:
+            message = (
+                f"ptycho-fixture: the fixture {fixture} does not exist and cannot be"
+                f" generated: its source {source} does not exist. {where}, or provide"
+                f" {fixture} itself"
+            )
+        elif problem is not None:
+            message = (
+                f"ptycho-fixture: the fixture {fixture} {problem}, and it cannot be"
+                f" regenerated: its source {source} does not exist. {where}, or restore"
+                f" {fixture} (e.g. git checkout {fixture})"
+            )
+        else:
+            message = (
+                f"ptycho-fixture: cannot regenerate {fixture}: its source {source} does not"
+                f" exist. {where}"
+            )
+        raise FixtureError(message)
+
+    def _generate(self, spec: FixtureSpec, *, write_sidecar: bool) -> dict[str, Any]:
+        from .generate import NpzSource, SyntheticSource, build_fixture, write_fixture
+        from .sidecar import write_sidecar as write_json_sidecar
+
+        started = time.perf_counter()
+        try:
+            # A relative label keeps the committed sidecar free of this machine's paths.
+            source = (
+                SyntheticSource()
+                if spec.source is None
+                else NpzSource(spec.source, label=self.show(spec.source))
+            )
+            fixture = build_fixture(source, spec.subset_size, strategy=spec.strategy)
+            if spec.committed:
+                spec.sidecar.parent.mkdir(parents=True, exist_ok=True)
+                metadata = write_fixture(
+                    fixture, spec.path, spec.sidecar, write_metadata=write_sidecar
+                )
+            else:
+                metadata = write_fixture(fixture, spec.path, write_metadata=False)
+                metadata[CACHE_RUN] = self.run_id
+                write_json_sidecar(spec.sidecar, metadata)
+        except ContractError as exc:
+            message = (
+                f"ptycho-fixture: cannot generate {self.show(spec.path)} from"
+                f" {self.source_label(spec)}: {exc}"
+            )
+            raise FixtureError(message) from None
+        except OSError as exc:
+            message = f"ptycho-fixture: cannot write {self.show(spec.path)}: {exc}"
+            raise FixtureError(message) from None
+        self.stats.generations.append((self.worker, time.perf_counter() - started))
+        return metadata
+
+    def _read_back(self, spec: FixtureSpec, generated: Mapping[str, Any]) -> LoadedNpz:
+        """Read what was just written and check it holds what was generated."""
+        loaded, problem = self._load(spec)
+        if loaded is None or loaded.content_sha256 != generated["content_sha256"]:
+            problem = problem or "differs from what was generated"
+            message = (
+                f"ptycho-fixture: {self.show(spec.path)} {problem} right after writing it;"
+                " is another program writing there?"
+            )
+            raise FixtureError(message)
+        return loaded
+
+    def _stale_message(
+        self, spec: FixtureSpec, expected: Mapping[str, Any], loaded: LoadedNpz
+    ) -> str:
+        from .sidecar import differing_arrays
+
+        differ = differing_arrays(expected, loaded.array_sha256)
+        sidecar = self.show(spec.sidecar)
+        return (
+            f"ptycho-fixture: the fixture generated from {self.source_label(spec)} does not match"
+            f" the committed sidecar {sidecar}: arrays that differ:"
+            f" {', '.join(differ) or 'none'}; content_sha256 expected"
+            f" {expected['content_sha256']}, got {loaded.content_sha256}. The generator or"
+            f" the source changed; if that is intended, run pytest --regen-fixture and"
+            f" commit {sidecar}"
+        )
+
+    def _accept(
+        self, spec: FixtureSpec, metadata: Mapping[str, Any], loaded: LoadedNpz
+    ) -> Verified:
+        from .contract import validate_fixture
+
+        try:
+            validate_fixture(self.show(spec.path), loaded.arrays)
+        except ContractError as exc:
+            message = (
+                f"ptycho-fixture: {exc}; the fixture matches {self.show(spec.sidecar)} but"
+                " breaks the data contract: fix the source, then run pytest --regen-fixture"
+            )
+            raise FixtureError(message) from None
+        record = self._stale_record(spec)
+        if record is not None:
+            with contextlib.suppress(OSError):
+                record.unlink(missing_ok=True)
+        return Verified(spec, read_only(metadata), _frozen_arrays(loaded.arrays))
+
+
+def _frozen_arrays(arrays: Mapping[str, NDArray[Any]]) -> Mapping[str, NDArray[Any]]:
+    for array in arrays.values():
+        array.flags.writeable = False
+    return types.MappingProxyType(dict(arrays))
+
+
+def _remove_stale_temps(spec: FixtureSpec) -> None:
+    """Remove temporary files a killed writer left; only call while holding the lock."""
+    for target in (spec.path, spec.sidecar) if not spec.shipped else (spec.path,):
+        prefix = temp_prefix(target)
+        with contextlib.suppress(OSError):
+            for entry in target.parent.iterdir():
+                if entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX):
+                    with contextlib.suppress(FileNotFoundError):
+                        entry.unlink()
+
+
+@final
+@dataclass(frozen=True)
+class Factory:
+    """``factory(subset_size=..., strategy=..., source=...) -> Path`` to a verified variant.
+
+    Omitted arguments take the configured values; ``source`` is resolved against the
+    rootdir, and ``"builtin"`` is the built-in scan.
+    """
+
+    cache: FixtureCache
+    folder: Path
+    defaults: FixtureSpec
+    root: Path
+
+    def __call__(
+        self,
+        subset_size: int | None = None,
+        strategy: str | None = None,
+        source: str | os.PathLike[str] | None = None,
+    ) -> Path:
+        spec = cached_spec(
+            self.folder,
+            self.defaults.source if source is None else resolve_source(self.root, source),
+            self.defaults.subset_size if subset_size is None else subset_size,
+            strategy or self.defaults.strategy,
+        )
+        return self.cache.get_or_fail(spec).spec.path
