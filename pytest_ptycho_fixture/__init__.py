@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .generate import generate_fixture as generate_fixture
     from .npzio import content_digests as content_digests
     from .npzio import load_npz as load_npz
+    from .show import render_fixture as render_fixture
     from .simulate import forward as forward
     from .simulate import simulate_source as simulate_source
     from .simulate import synthetic_scan as synthetic_scan
@@ -29,6 +30,7 @@ _EXPORTS = {
     "generate_fixture": "generate",
     "content_digests": "npzio",
     "load_npz": "npzio",
+    "render_fixture": "show",
     "forward": "simulate",
     "simulate_source": "simulate",
     "synthetic_scan": "simulate",
@@ -42,6 +44,7 @@ __all__ = [
     "forward",
     "generate_fixture",
     "load_npz",
+    "render_fixture",
     "simulate_source",
     "synthetic_scan",
     "validate_fixture",

@@ -1,10 +1,17 @@
-"""Atomic file publication: build in a temporary file beside the target, fsync, rename."""
+"""Atomic file publication: build in a temporary file beside the target, fsync, rename.
+
+A writer holds an exclusive ``flock`` on its temporary file for as long as the file
+exists, so :func:`remove_stale_temps` can tell the file of a live writer (locked) from one
+left by a killed writer (the kernel released its lock) and removes only the latter.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,32 +29,109 @@ def temp_prefix(target: Path) -> str:
 def atomic_writer(target: Path) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``target`` only if the block completes.
 
-    On any error the temporary file is removed and ``target`` is left as it was.
+    On any error the temporary file is removed and ``target`` is left as it was; an
+    ``OSError`` met while writing (a full disk, a file size limit) names ``target``.
     A symlink at ``target`` is replaced by the new file; what it pointed to is never
     opened for writing.
     """
     target = Path(target)
-    folder = target.parent or Path(".")
-    try:
-        fd, name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=TEMP_SUFFIX, dir=folder)
-    except OSError as exc:
-        # Name the file the caller asked for, not the temporary name it never saw.
-        raise type(exc)(
-            exc.errno, f"cannot create a file in {folder}: {exc.strerror}", str(target)
-        ) from None
-    temp = Path(name)
+    fd, temp = _locked_temp(target)
     try:
         with os.fdopen(fd, "w+b") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp, 0o644 & ~_umask())
-        os.replace(temp, target)
-    except BaseException:
+            os.chmod(temp, 0o644 & ~_umask())
+            # Renamed while still open, so the lock on it lasts until it has its final name.
+            os.replace(temp, target)
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+        if isinstance(exc, OSError) and exc.errno and exc.filename in (None, str(temp)):
+            # Name the file the caller asked for, not the temporary name it never saw.
+            raise type(exc)(exc.errno, f"cannot write it: {exc.strerror}", str(target)) from None
         raise
     _fsync_dir(target.parent)
+
+
+def _locked_temp(target: Path) -> tuple[int, Path]:
+    """Create and lock a new temporary file beside ``target``."""
+    folder = target.parent or Path(".")
+    while True:
+        try:
+            fd, name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=TEMP_SUFFIX, dir=folder)
+        except OSError as exc:
+            raise type(exc)(
+                exc.errno, f"cannot create a file in {folder}: {exc.strerror}", str(target)
+            ) from None
+        try:
+            _flock(fd, blocking=True)
+            # A sweep may have removed the file between its creation and the lock.
+            if os.fstat(fd).st_nlink:
+                return fd, Path(name)
+        except BaseException:
+            os.close(fd)
+            Path(name).unlink(missing_ok=True)
+            raise
+        os.close(fd)
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Remove the temporary files of ``target`` whose writer is gone; return them.
+
+    A file whose lock is held belongs to a live writer and is left alone.
+    """
+    prefix = temp_prefix(target)
+    removed: list[Path] = []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not (
+            name.startswith(prefix)
+            and name.endswith(TEMP_SUFFIX)
+            and len(name) > len(prefix) + len(TEMP_SUFFIX)
+        ):
+            continue
+        try:
+            fd = os.open(entry, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+        except OSError:
+            # Most likely a planted symlink (O_NOFOLLOW): remove the link, not its target.
+            if entry.is_symlink():
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed.append(entry)
+            continue
+        try:
+            if _flock(fd, blocking=False):
+                # Removed while locked, so a writer that just created it sees it gone.
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed.append(entry)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _flock(fd: int, *, blocking: bool) -> bool:
+    """Take an exclusive lock on ``fd``; ``False`` if another process holds one."""
+    if sys.platform == "win32":
+        # Windows refuses to delete an open file, which protects live writers there.
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+            return False
+        if exc.errno in (errno.ENOLCK, errno.ENOTSUP, errno.EOPNOTSUPP):
+            # No flock on this filesystem: a writer goes ahead, a sweep removes nothing.
+            return blocking
+        raise
+    return True
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,10 +1,12 @@
 """The fixture cache: lock, verify against the sidecar, heal or regenerate, count the work.
 
-Protocol, per fixture file and at most once per process: take ``<fixture>.lock``; remove
-temporary files left by a killed writer; if the NPZ's ``content_sha256`` matches the
-sidecar, use it; otherwise regenerate it atomically from the source and check again.
-Every process re-checks after acquiring the lock, so across pytest-xdist workers and
-concurrent runs the fixture is generated once and everyone else only verifies.
+Protocol, per fixture file and at most once per process: take ``<fixture>.lock`` (see
+:mod:`.locking`; ``ptycho-fixture generate`` takes it too); remove temporary files left by
+a killed writer; if the NPZ's ``content_sha256`` matches the sidecar, use it; otherwise
+regenerate it atomically from the source and check again. Every process re-checks after
+acquiring the lock, so across pytest-xdist workers and concurrent runs the fixture is
+generated once and everyone else only verifies. In a folder where the lock file cannot be
+created (read-only), nobody can write either: the fixture is verified without the lock.
 
 A *committed* sidecar (in the project, or shipped in the package) is the reference and is
 never written except by :meth:`FixtureCache.regenerate` (``--regen-fixture``). A sidecar
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import pytest
 
-from .atomic import TEMP_SUFFIX, temp_prefix
+from . import locking
 from .contract import ContractError
 from .generate import BUILTIN_SOURCE, DEFAULT_SUBSET
 
@@ -48,6 +50,14 @@ MISSING = "does not exist"
 
 class FixtureError(Exception):
     """The fixture cannot be provided; ``str()`` is the one line shown for each test."""
+
+
+class _NotWritable(FixtureError):
+    """The lock file cannot be created because its folder is not writable."""
+
+    def __init__(self, fixture: str, detail: str) -> None:
+        super().__init__(f"ptycho-fixture: {fixture} cannot be generated or healed: {detail}")
+        self.detail = detail
 
 
 def user_cache_folder() -> Path:
@@ -73,7 +83,7 @@ class FixtureSpec:
 
     @property
     def lock_path(self) -> Path:
-        return self.path.with_name(f"{self.path.name}.lock")
+        return locking.lock_path(self.path)
 
     @property
     def shipped(self) -> bool:
@@ -247,8 +257,11 @@ class FixtureCache:
         if spec.path in self.failed:
             raise self.failed[spec.path]
         try:
-            with self._locked(spec):
-                result = self._verify_or_make(spec)
+            try:
+                with self._locked(spec):
+                    result = self._verify_or_make(spec)
+            except _NotWritable as exc:
+                result = self._verify_unlocked(spec, exc.detail)
         except FixtureError as exc:
             self.failed[spec.path] = exc
             self.stats.errors += 1
@@ -285,7 +298,10 @@ class FixtureCache:
     def reload(self, spec: FixtureSpec) -> Mapping[str, NDArray[Any]]:
         """Read the verified fixture again, for restoring modified session tensors."""
         expected = self.verified[spec.path].metadata["content_sha256"]
-        with self._locked(spec):
+        try:
+            with self._locked(spec):
+                loaded, problem = self._load(spec)
+        except _NotWritable:
             loaded, problem = self._load(spec)
         if loaded is not None and loaded.content_sha256 == expected:
             return _frozen_arrays(loaded.arrays)
@@ -299,32 +315,59 @@ class FixtureCache:
 
     @contextlib.contextmanager
     def _locked(self, spec: FixtureSpec) -> Iterator[None]:
-        import filelock
-
         try:
             spec.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            message = f"ptycho-fixture: cannot create the folder {spec.path.parent}: {exc}"
-            raise FixtureError(message) from None
-        lock = filelock.FileLock(spec.lock_path, timeout=self.lock_timeout)
-        try:
-            lock.acquire()
-        except filelock.Timeout:
             message = (
-                f"ptycho-fixture: waited {self.lock_timeout:g} s for the lock"
-                f" {spec.lock_path}, which another pytest process holds while it generates"
-                f" or verifies {self.show(spec.path)}; let it finish, or raise"
-                " ptycho_fixture_lock_timeout (a killed holder releases the lock by itself)"
+                f"ptycho-fixture: cannot create the folder {spec.path.parent}:"
+                f" {exc.strerror or exc}"
             )
             raise FixtureError(message) from None
-        except OSError as exc:  # after Timeout, which is an OSError too
-            message = f"ptycho-fixture: cannot take the lock {spec.lock_path}: {exc}"
-            raise FixtureError(message) from None
+        # Also the sidecar beside the fixture, which ptycho-fixture generate writes even
+        # when the plugin checks against another one.
+        sweep = dict.fromkeys([spec.path, spec.path.with_suffix(".json")])
+        if not spec.shipped:
+            sweep[spec.sidecar] = None
         try:
-            _remove_stale_temps(spec)
-            yield
-        finally:
-            lock.release()
+            with locking.holding(spec.path, self.lock_timeout, sweep):
+                yield
+        except locking.LockUnavailable as exc:
+            raise self._lock_error(spec, exc) from None
+
+    def _lock_error(self, spec: FixtureSpec, exc: locking.LockUnavailable) -> FixtureError:
+        fixture = self.show(spec.path)
+        if exc.waited is not None:
+            return FixtureError(
+                f"ptycho-fixture: waited {exc.waited:g} s for the lock {exc.path}, which"
+                f" another pytest process holds while it generates or verifies {fixture};"
+                " let it finish, or raise ptycho_fixture_lock_timeout (a killed holder"
+                " releases the lock by itself)"
+            )
+        if exc.errno in locking.NOT_WRITABLE and not os.path.lexists(exc.path):
+            folder = self.show(spec.path.parent)
+            return _NotWritable(
+                fixture,
+                f"the folder {folder} is not writable (its lock file {Path(exc.path).name}"
+                f" cannot be created: {os.strerror(exc.errno)}); make {folder} writable, or"
+                " point ptycho_fixture_path (or -o cache_dir=...) at a writable place",
+            )
+        return FixtureError(f"ptycho-fixture: cannot take the lock {exc}")
+
+    def _verify_unlocked(self, spec: FixtureSpec, why: str) -> Verified:
+        """Verify a fixture in a folder nobody can write to, so no lock is needed."""
+        expected = self._expected(spec)
+        loaded, problem = self._load(spec)
+        if expected is None:
+            problem = f"has no usable sidecar {self.show(spec.sidecar)}"
+        elif loaded is not None and loaded.content_sha256 == expected["content_sha256"]:
+            return self._accept(spec, expected, loaded)
+        elif loaded is not None:
+            problem = self._stale_problem(expected, loaded)
+        message = (
+            f"ptycho-fixture: {self.show(spec.path)} {problem}, and it cannot be generated"
+            f" or healed: {why}"
+        )
+        raise FixtureError(message)
 
     def source_label(self, spec: FixtureSpec) -> str:
         return BUILTIN_SOURCE if spec.source is None else self.show(spec.source)
@@ -338,10 +381,7 @@ class FixtureCache:
             if loaded is not None and loaded.content_sha256 == expected["content_sha256"]:
                 return self._accept(spec, expected, loaded)
             if loaded is not None:
-                problem = (
-                    f"was stale (content_sha256 {loaded.content_sha256[:12]}, the sidecar"
-                    f" says {str(expected['content_sha256'])[:12]})"
-                )
+                problem = self._stale_problem(expected, loaded)
         self._check_source(spec, problem)
         generated = self._generate(spec, write_sidecar=not spec.committed)
         reference = expected if spec.committed and expected is not None else generated
@@ -356,6 +396,17 @@ class FixtureCache:
                 f" {self.source_label(spec)}, it matches {self.show(spec.sidecar)}"
             )
         return self._accept(spec, reference, loaded)
+
+    @staticmethod
+    def _stale_problem(expected: Mapping[str, Any], loaded: LoadedNpz) -> str:
+        from .sidecar import differing_arrays
+
+        differ = ", ".join(differing_arrays(expected, loaded.array_sha256, loaded.arrays))
+        return (
+            f"did not match the sidecar (content_sha256 expected"
+            f" {str(expected['content_sha256'])[:12]}, got {loaded.content_sha256[:12]};"
+            f" arrays that differ: {differ or 'none'})"
+        )
 
     def _expected(self, spec: FixtureSpec) -> dict[str, Any] | None:
         """The sidecar, or ``None`` for a cache-folder one that is missing or broken."""
@@ -426,6 +477,11 @@ class FixtureCache:
         if spec.source is None or spec.source.is_file():
             return
         source, fixture = self.show(spec.source), self.show(spec.path)
+        absent = (
+            "is a directory but a source NPZ file is required"
+            if spec.source.is_dir()
+            else "does not exist"
+        )
         where = (
             f"Put the source dataset at {source} (or point ptycho_fixture_source /"
             " --ptycho-fixture-source at it)"
@@ -433,19 +489,19 @@ class FixtureCache:
         if problem == MISSING:
             message = (
                 f"ptycho-fixture: the fixture {fixture} does not exist and cannot be"
-                f" generated: its source {source} does not exist. {where}, or provide"
+                f" generated: its source {source} {absent}. {where}, or provide"
                 f" {fixture} itself"
             )
         elif problem is not None:
             message = (
                 f"ptycho-fixture: the fixture {fixture} {problem}, and it cannot be"
-                f" regenerated: its source {source} does not exist. {where}, or restore"
+                f" regenerated: its source {source} {absent}. {where}, or restore"
                 f" {fixture} (e.g. git checkout {fixture})"
             )
         else:
             message = (
-                f"ptycho-fixture: cannot regenerate {fixture}: its source {source} does not"
-                f" exist. {where}"
+                f"ptycho-fixture: cannot regenerate {fixture}: its source {source}"
+                f" {absent}. {where}"
             )
         raise FixtureError(message)
 
@@ -472,13 +528,23 @@ class FixtureCache:
                 metadata[CACHE_RUN] = self.run_id
                 write_json_sidecar(spec.sidecar, metadata)
         except ContractError as exc:
+            label = self.source_label(spec)
+            # The source is named once, as the user configured it.
+            about_source = exc.path in (label, str(spec.source))
             message = (
-                f"ptycho-fixture: cannot generate {self.show(spec.path)} from"
-                f" {self.source_label(spec)}: {exc}"
+                f"ptycho-fixture: cannot generate {self.show(spec.path)} from {label}:"
+                f" {exc.message if about_source else exc}"
             )
             raise FixtureError(message) from None
         except OSError as exc:
-            message = f"ptycho-fixture: cannot write {self.show(spec.path)}: {exc}"
+            shown = self.show(spec.path)
+            where = self.show(Path(exc.filename)) if exc.filename else shown
+            reason = exc.strerror or str(exc)
+            message = (
+                f"ptycho-fixture: cannot generate {shown}:"
+                f" {reason if where == shown else f'{where}: {reason}'};"
+                " nothing was written"
+            )
             raise FixtureError(message) from None
         self.stats.generations.append((self.worker, time.perf_counter() - started))
         return metadata
@@ -532,20 +598,21 @@ class FixtureCache:
 
 
 def _frozen_arrays(arrays: Mapping[str, NDArray[Any]]) -> Mapping[str, NDArray[Any]]:
-    for array in arrays.values():
+    return types.MappingProxyType({key: _frozen(array) for key, array in arrays.items()})
+
+
+def _frozen(array: NDArray[Any]) -> NDArray[Any]:
+    """A view of ``array`` that numpy will not let anyone make writable again."""
+    import numpy as np
+
+    if array.size == 0:
         array.flags.writeable = False
-    return types.MappingProxyType(dict(arrays))
-
-
-def _remove_stale_temps(spec: FixtureSpec) -> None:
-    """Remove temporary files a killed writer left; only call while holding the lock."""
-    for target in (spec.path, spec.sidecar) if not spec.shipped else (spec.path,):
-        prefix = temp_prefix(target)
-        with contextlib.suppress(OSError):
-            for entry in target.parent.iterdir():
-                if entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX):
-                    with contextlib.suppress(FileNotFoundError):
-                        entry.unlink()
+        return array
+    fortran = array.flags.f_contiguous and not array.flags.c_contiguous
+    flat = array.reshape(-1, order="F" if fortran else "C")
+    view = np.frombuffer(flat.view(np.uint8).data.toreadonly(), dtype=array.dtype)
+    frozen: NDArray[Any] = view.reshape(array.shape, order="F" if fortran else "C")
+    return frozen
 
 
 @final

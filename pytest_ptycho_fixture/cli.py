@@ -1,4 +1,4 @@
-"""The ``ptycho-fixture`` command line: generate, verify, info, simulate.
+"""The ``ptycho-fixture`` command line: generate, verify, info, simulate, show.
 
 Exit status: 0 success, 1 verification mismatch, 2 bad input (one line on stderr,
 nothing written).
@@ -10,12 +10,17 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .progress import Progress, terminal_progress
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
+QUIET_HELP = "no progress bar (it is shown only when stderr is a terminal)"
+#: Commands that report progress: bar description, unit, binary prefixes.
+PROGRESS = {"generate": ("reading source", "B", True), "simulate": ("simulating", "pattern", False)}
 
 
 class _BadInput(Exception):
@@ -92,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--no-compress", dest="compress", action="store_false", help="store members uncompressed"
     )
+    gen.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     ver = commands.add_parser("verify", help="check a fixture against its sidecar")
     ver.add_argument("path", type=Path, help="fixture NPZ")
@@ -111,6 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="HWN",
         help="HWN: legacy (H,W,N) like Run1084 (default); NHW: canonical (N,H,W)",
     )
+    sim.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+
+    show = commands.add_parser(
+        "show",
+        help="draw a fixture as one PNG: diffraction patterns, probe, object and scan"
+        " (needs matplotlib: pip install pytest-ptycho-fixture[plot])",
+    )
+    show.add_argument("path", type=Path, help="fixture NPZ")
+    show.add_argument("--output", type=Path, required=True, help="PNG to write")
+    show.add_argument(
+        "--metadata",
+        type=Path,
+        help="sidecar, which names the source whose positions are drawn (default: PATH with"
+        " .json, else the sidecar shipped for the built-in default if the digests match)",
+    )
     return parser
 
 
@@ -124,15 +145,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify": _verify,
         "info": _info,
         "simulate": _simulate,
+        "show": _show,
     }[args.command]
     try:
-        return handler(args)
+        with _progress(args) as progress:
+            args.progress = progress
+            return handler(args)
     except (ContractError, _BadInput) as exc:
         message = str(exc)
     except OSError as exc:
         message = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
     print(f"ptycho-fixture: error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+def _progress(args: argparse.Namespace) -> AbstractContextManager[Progress | None]:
+    """A progress callback for the command while it runs (``None``: report nothing)."""
+    description, unit, scale = PROGRESS.get(args.command, ("", "", False))
+    quiet = args.command not in PROGRESS or args.quiet
+    return terminal_progress(description, unit, quiet=quiet, scale=scale)
 
 
 def _check_output(path: Path) -> None:
@@ -143,27 +174,51 @@ def _check_output(path: Path) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from .generate import generate_fixture
-    from .sidecar import read_sidecar
+    import errno
+    import os
+
+    from . import locking
+    from .generate import build_fixture, open_source, write_fixture
+    from .sidecar import default_sidecar_path, read_sidecar
 
     _check_output(args.output)
+    metadata_path = args.metadata_out or default_sidecar_path(args.output)
+    if metadata_path.is_dir():
+        raise _BadInput(f"{metadata_path}: is a directory but a file path is required")
+    if not metadata_path.parent.is_dir():
+        reason = f"cannot create a file in {metadata_path.parent}: {os.strerror(errno.ENOENT)}"
+        raise FileNotFoundError(errno.ENOENT, reason, str(metadata_path))
     started = time.perf_counter()
-    result = generate_fixture(
-        args.source,
-        args.output,
+    fixture = build_fixture(
+        open_source(args.source, args.layout, progress=args.progress),
         args.subset_size,
-        args.metadata_out,
         strategy=args.subset_strategy,
-        layout=args.layout,
         diff3d_alias=args.diff3d_alias,
         min_coverage=args.min_coverage,
-        compress=args.compress,
     )
+
+    def waiting(lock: Path) -> None:
+        print(f"ptycho-fixture: waiting for {lock}, held by another process", file=sys.stderr)
+
+    # Written under the pytest plugin's lock, never while a run verifies or heals it;
+    # taken only now, so that a refused source leaves not even the lock file behind.
+    sweep = (args.output, metadata_path)
+    try:
+        with locking.holding(args.output, locking.DEFAULT_TIMEOUT, sweep, on_wait=waiting):
+            write_fixture(fixture, args.output, metadata_path, compress=args.compress)
+    except locking.LockUnavailable as exc:
+        if exc.errno in locking.NOT_WRITABLE and not os.path.lexists(exc.path):
+            raise _BadInput(
+                f"{args.output}: cannot create a file in {args.output.parent}:"
+                f" {os.strerror(exc.errno)} (its lock file {exc.path})"
+            ) from None
+        waited = f" after waiting {exc.waited:g} s" if exc.waited is not None else ""
+        raise _BadInput(f"{args.output}: cannot take its lock{waited}: {exc}") from None
     elapsed = time.perf_counter() - started
-    meta = read_sidecar(result.metadata_path)
+    meta = read_sidecar(metadata_path)
     cover = meta["coverage"]
-    print(f"wrote {result.output_path}")
-    print(f"wrote {result.metadata_path}")
+    print(f"wrote {args.output}")
+    print(f"wrote {metadata_path}")
     print(f"source          {meta['source_dataset']}")
     print(f"subset          {meta['subset_size']} of {meta['source_positions']} positions"
           f" ({meta['subset_strategy']}), coverage x {cover['x']:.1%}, y {cover['y']:.1%}")
@@ -228,10 +283,30 @@ def _simulate(args: argparse.Namespace) -> int:
 
     _check_output(args.output)
     started = time.perf_counter()
-    arrays = simulate_source(args.positions, args.layout)
+    arrays = simulate_source(args.positions, args.layout, progress=args.progress)
     checksum = write_npz(args.output, arrays)
     print(f"wrote {args.output}: {args.positions} positions, layout {args.layout}")
     print(f"content_sha256  {content_digests(arrays)[0]}")
     print(f"sha256_checksum {checksum}")
     print(f"time            {time.perf_counter() - started:.2f} s")
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace) -> int:
+    from .show import PlotExtraMissing, render_fixture
+
+    _check_output(args.output)
+    try:
+        rendered = render_fixture(args.path, args.output, metadata=args.metadata)
+    except PlotExtraMissing as exc:
+        raise _BadInput(str(exc)) from None
+    view = rendered.view
+    if view.sidecar is None:
+        sidecar = "none found"
+    else:
+        agree = "matches" if view.matches_sidecar else "DIFFERS"
+        sidecar = f"{view.sidecar} (content_sha256 {agree})"
+    print(f"wrote {rendered.output}")
+    print(f"sidecar         {sidecar}")
+    print(f"{view.source_note}")
     return EXIT_OK

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -19,6 +19,8 @@ from .sidecar import SIDECAR_VERSION, array_table, default_sidecar_path, dumps
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
+
+    from .progress import Progress
 
 STRATEGIES = ("stratified", "first")
 MIN_SUBSET = 16
@@ -72,6 +74,8 @@ class NpzSource:
     notes: list[str] = field(default_factory=list)
     _hasher: ContentHasher = field(default_factory=ContentHasher)
     _key: str = c.DIFFRACTION
+    #: ``progress(bytes_read, total_bytes)`` after each chunk of the diffraction streamed.
+    progress: Progress | None = None
 
     def __post_init__(self) -> None:
         self.label = self.label or str(self.path)
@@ -85,9 +89,9 @@ class NpzSource:
                 self.notes.append(f"diffraction read from the legacy key {c.DIFF3D!r}")
             elif c.DIFF3D in present:
                 self.notes.append(f"source {c.DIFF3D!r} ignored: the alias is rebuilt")
-            for key in (c.XCOORDS, c.YCOORDS, c.OBJECT, c.PROBE, *c.OPTIONAL_PER_POSITION):
-                if key in present or key in (c.XCOORDS, c.YCOORDS, c.OBJECT, c.PROBE):
-                    self.small[key] = reader.read(key, self._hasher)
+            optional = [key for key in c.OPTIONAL_PER_POSITION if key in present]
+            for key in (c.XCOORDS, c.YCOORDS, c.OBJECT, c.PROBE, *optional):
+                self.small[key] = reader.read(key, self._hasher)
             self.dropped_keys = sorted(present - c.SOURCE_KEYS)
             xcoords = self.small[c.XCOORDS]
             if xcoords.ndim != 1:
@@ -121,8 +125,11 @@ class NpzSource:
         axis = 2 if self.layout == "HWN" else 0
         # Every pattern is checked while streaming, not only the ones kept.
         stats = c.AmplitudeStats()
+        visit: Callable[[NDArray[Any]], None] = stats.add
         with NpzReader(self.path) as reader:
-            patterns = reader.take(self._key, axis, indices, self._hasher, visit=stats.add)
+            if self.progress is not None:
+                visit = _reporting(stats.add, self.progress, reader.member(self._key).nbytes)
+            patterns = reader.take(self._key, axis, indices, self._hasher, visit=visit)
         stats.check(self.path, self._key)
         if self.layout == "HWN":
             patterns = np.ascontiguousarray(patterns.transpose(2, 0, 1))
@@ -181,11 +188,35 @@ class SyntheticSource:
         return SYNTHETIC_SOURCE_CONTENT_SHA256
 
 
-def open_source(source: str | os.PathLike[str] | None, layout: str | None = None) -> Source:
-    """The built-in synthetic source for ``None``, else the NPZ at ``source``."""
+def _reporting(
+    visit: Callable[[NDArray[Any]], None], progress: Progress, total: int
+) -> Callable[[NDArray[Any]], None]:
+    """``visit`` that also reports the bytes seen so far to ``progress``."""
+    done = 0
+
+    def visit_and_report(part: NDArray[Any]) -> None:
+        nonlocal done
+        visit(part)
+        done += part.nbytes
+        progress(done, total)
+
+    return visit_and_report
+
+
+def open_source(
+    source: str | os.PathLike[str] | None,
+    layout: str | None = None,
+    *,
+    progress: Progress | None = None,
+) -> Source:
+    """The built-in synthetic source for ``None``, else the NPZ at ``source``.
+
+    ``progress`` reports the streaming of a source NPZ's patterns (the built-in source
+    simulates only the subset, which is quick).
+    """
     if source is None:
         return SyntheticSource()
-    return NpzSource(Path(source), layout, label=os.fspath(source))
+    return NpzSource(Path(source), layout, label=os.fspath(source), progress=progress)
 
 
 def subset_indices(strategy: str, n_positions: int, subset_size: int) -> list[int]:
@@ -362,16 +393,18 @@ def generate_fixture(
     diff3d_alias: bool = True,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
     compress: bool = True,
+    progress: Progress | None = None,
 ) -> GeneratedFixture:
     """Generate the fixture NPZ and its sidecar from ``source_path`` (``None``: built-in).
 
     Returns ``(output_path, metadata_path, sha256)`` where ``sha256`` is the SHA-256 of
-    the NPZ file. Nothing is written unless everything succeeds.
+    the NPZ file. Nothing is written unless everything succeeds. ``progress(done,
+    total)`` reports the bytes of a source NPZ's diffraction streamed so far.
     """
     output = Path(output_path)
     sidecar = Path(metadata_path) if metadata_path else default_sidecar_path(output)
     fixture = build_fixture(
-        open_source(source_path, layout),
+        open_source(source_path, layout, progress=progress),
         subset_size,
         strategy=strategy,
         diff3d_alias=diff3d_alias,

@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,23 @@ _NPY_MAGIC = b"\x93NUMPY"
 _NPY_ALIGN = 64
 #: Deflate cannot expand data by more than this factor.
 _MAX_DEFLATE_RATIO = 1032
+#: What zipfile, zlib and numpy's header parser raise on damaged bytes, besides OSError:
+#: a flipped bit can make a member look encrypted (RuntimeError) or compressed with an
+#: unknown method (NotImplementedError), break the deflate stream (zlib.error) or the
+#: header's Python literal (SyntaxError, tokenize.TokenError), or move an offset past
+#: what seek accepts (OverflowError).
+_DAMAGED = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    EOFError,
+    ValueError,
+    SyntaxError,
+    tokenize.TokenError,
+    zlib.error,
+    RuntimeError,
+    OverflowError,
+    struct.error,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -195,7 +214,7 @@ class NpzReader:
             raise ContractError(self.path, None, "does not exist") from None
         except PermissionError:
             raise ContractError(self.path, None, "cannot be read (permission denied)") from None
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
+        except _DAMAGED as exc:
             raise ContractError(
                 self.path, None, f"is not a readable NPZ (zip) archive: {exc}"
             ) from None
@@ -217,7 +236,8 @@ class NpzReader:
     def _read_members(self) -> dict[str, Member]:
         members: dict[str, Member] = {}
         for info in self._zip.infolist():
-            if info.is_dir():
+            # Not info.is_dir(): a damaged entry may have an empty name.
+            if info.filename.endswith("/"):
                 continue
             if not info.filename.endswith(".npy"):
                 raise ContractError(
@@ -245,7 +265,7 @@ class NpzReader:
                 else:
                     raise ValueError(f"unsupported .npy version {version}")
                 header_size = stream.tell()
-        except (ValueError, EOFError, OSError, zipfile.BadZipFile, SyntaxError) as exc:
+        except (*_DAMAGED, OSError) as exc:
             raise self._fail(
                 key, f"{key!r} has no valid .npy header ({exc}); the file is damaged"
             ) from None
@@ -303,7 +323,7 @@ class NpzReader:
                         break
                     remaining -= len(block)
                     yield block
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        except (*_DAMAGED, OSError) as exc:
             raise self._fail(
                 member.key, f"{member.key!r} cannot be read ({exc}); the file is damaged"
             ) from None

@@ -9,6 +9,7 @@ from typing import Any
 
 from .atomic import write_bytes
 from .contract import ContractError
+from .npzio import combine_digests
 
 SIDECAR_VERSION = "v1"
 
@@ -59,6 +60,14 @@ def read_sidecar(path: Path) -> dict[str, Any]:
         raise ContractError(
             path, "arrays", "'arrays' must map each key to {shape, dtype, sha256}"
         )
+    combined = combine_digests({key: entry["sha256"] for key, entry in arrays.items()})
+    if combined != digest:
+        raise ContractError(
+            path,
+            "content_sha256",
+            f"does not add up: its 'content_sha256' is {digest[:12]}... but its per-array"
+            f" digests combine to {combined[:12]}...; it was edited by hand or damaged",
+        )
     return data
 
 
@@ -76,9 +85,17 @@ def array_table(
     }
 
 
-def differing_arrays(expected: Mapping[str, Any], array_sha256: Mapping[str, str]) -> list[str]:
-    """Describe each array whose digest differs from the sidecar's (missing and extra too)."""
-    recorded = {key: entry["sha256"] for key, entry in expected.get("arrays", {}).items()}
+def differing_arrays(
+    expected: Mapping[str, Any],
+    array_sha256: Mapping[str, str],
+    arrays: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Describe each array whose digest differs from the sidecar's (missing and extra too).
+
+    With the ``arrays`` themselves, a dtype or shape other than the recorded one is named.
+    """
+    table = expected.get("arrays", {})
+    recorded = {key: entry["sha256"] for key, entry in table.items()}
     notes = []
     for key in sorted(set(recorded) | set(array_sha256)):
         want, got = recorded.get(key), array_sha256.get(key)
@@ -89,5 +106,18 @@ def differing_arrays(expected: Mapping[str, Any], array_sha256: Mapping[str, str
         elif want is None:
             notes.append(f"{key} (not in the sidecar)")
         else:
-            notes.append(f"{key} (expected {want[:12]}, got {got[:12]})")
+            change = _layout_change(table[key], arrays, key)
+            notes.append(f"{key} ({change}expected {want[:12]}, got {got[:12]})")
     return notes
+
+
+def _layout_change(entry: Mapping[str, Any], arrays: Mapping[str, Any] | None, key: str) -> str:
+    if arrays is None or key not in arrays:
+        return ""
+    array = arrays[key]
+    changes = []
+    if entry.get("dtype") not in (None, str(array.dtype)):
+        changes.append(f"dtype {array.dtype}, the sidecar says {entry['dtype']}")
+    if entry.get("shape") not in (None, list(array.shape)):
+        changes.append(f"shape {tuple(array.shape)}, the sidecar says {tuple(entry['shape'])}")
+    return "".join(f"{change}; " for change in changes)

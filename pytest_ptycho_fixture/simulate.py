@@ -35,11 +35,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from .progress import Progress
 
 __all__ = [
     "DETECTOR_SHAPE",
@@ -359,12 +362,15 @@ def forward(
     obj: NDArray[np.complexfloating[Any, Any]],
     xcoords: NDArray[np.floating[Any]],
     ycoords: NDArray[np.floating[Any]],
+    *,
+    progress: Progress | None = None,
 ) -> NDArray[np.float64]:
     """Far-field diffraction amplitudes ``(n, H, W)`` for the given scan positions.
 
     Row k depends only on position k, bit for bit, whatever the other positions are.
     The result is bit-reproducible across platforms when H and W are powers of two.
     Raises ValueError naming the first position whose patch leaves the object.
+    ``progress(done, total)`` is called after each batch of positions.
     """
     probe_c = np.asarray(probe)
     obj_c = np.asarray(obj)
@@ -400,6 +406,8 @@ def forward(
         fi = fi / norm
         amp = np.sqrt(fr * fr + fi * fi)
         result[start:stop] = np.roll(amp, (h // 2, w // 2), axis=(1, 2))
+        if progress is not None:
+            progress(stop, xs.size)
     return result
 
 
@@ -553,16 +561,17 @@ def synthetic_scan(positions: int = SCAN_POSITIONS) -> SyntheticScan:
 
 
 def simulate_source(
-    positions: int = SCAN_POSITIONS, layout: str = "HWN"
+    positions: int = SCAN_POSITIONS, layout: str = "HWN", *, progress: Progress | None = None
 ) -> dict[str, NDArray[Any]]:
     """The full synthetic source as stored on disk.
 
-    ``layout`` "HWN" stores diffraction as (H, W, P), "NHW" as (P, H, W).
+    ``layout`` "HWN" stores diffraction as (H, W, P), "NHW" as (P, H, W). ``progress``
+    is handed to :func:`forward`.
     """
     if layout not in _LAYOUTS:
         raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
     scan = synthetic_scan(positions)
-    amplitudes = forward(scan.probe, scan.object, scan.xcoords, scan.ycoords)
+    amplitudes = forward(scan.probe, scan.object, scan.xcoords, scan.ycoords, progress=progress)
     if layout == "HWN":
         diffraction = np.ascontiguousarray(amplitudes.transpose(1, 2, 0))
     else:

@@ -84,7 +84,8 @@ def test_generate_prints_what_it_wrote_the_digests_the_coverage_and_the_time(
     assert f"coverage x {cover['x']:.1%}, y {cover['y']:.1%}" in result.stdout
     assert "64 of 100 positions (stratified)" in result.stdout
     assert re.search(r"^time +\d+\.\d\d s$", result.stdout, re.MULTILINE)
-    assert folder_entries(out) == ["fixture.json", "fixture.npz"]
+    # The lock file stays, as the pytest plugin's does: see pytest_ptycho_fixture.locking.
+    assert folder_entries(out) == ["fixture.json", "fixture.npz", "fixture.npz.lock"]
     with zipfile.ZipFile(out / "fixture.npz") as archive:
         assert "diff3d.npy" in archive.namelist()
         assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
@@ -160,7 +161,7 @@ def test_metadata_out_puts_the_sidecar_where_asked(legacy: Path, out: Path) -> N
         "--metadata-out", out / "meta" / "described.json",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert folder_entries(out) == ["f.npz", "meta"]
+    assert folder_entries(out) == ["f.npz", "f.npz.lock", "meta"]
     data = json.loads((out / "meta" / "described.json").read_text(encoding="utf-8"))
     assert data["sha256_checksum"] == hashlib.sha256((out / "f.npz").read_bytes()).hexdigest()
 

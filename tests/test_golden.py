@@ -13,6 +13,7 @@ then copy the new sidecar to ``pytest_ptycho_fixture/data/minimal_dataset_v1.jso
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -43,10 +44,11 @@ print(load_npz(out).content_sha256)
 
 
 def _dispatched_features() -> list[str]:
+    # Imported by name: the module is private, in no type stub, and moved in numpy 2.
     try:
-        from numpy._core import _multiarray_umath as umath
+        umath = importlib.import_module("numpy._core._multiarray_umath")
     except ImportError:  # numpy 1.x
-        from numpy.core import _multiarray_umath as umath  # type: ignore[no-redef]
+        umath = importlib.import_module("numpy.core._multiarray_umath")
     return list(umath.__cpu_dispatch__)
 
 

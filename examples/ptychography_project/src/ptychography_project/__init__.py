@@ -1,0 +1,1 @@
+"""A ptychography project whose reconstruction is tested on the canonical fixture."""
