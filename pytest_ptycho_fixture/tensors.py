@@ -236,16 +236,19 @@ def restore(tensors: PtychoTensors, arrays: Mapping[str, NDArray[Any]]) -> None:
 @final
 @dataclass
 class SharedTensors:
-    """The session tensors handed out per device, and their versions when handed out.
+    """The session tensors handed out per device, with a pristine copy of each.
 
-    ``reload`` reads the verified fixture again; it is what damaged tensors are restored
-    from (on the CPU they share memory with the loaded arrays, so those were changed too).
+    A test changed a tensor if torch's in-place counter moved or its values differ from
+    the copy (which catches writes through ``.data`` or ``.numpy()`` too). ``reload``
+    reads the verified fixture again; it is what damaged tensors are restored from (on
+    the CPU they share memory with the loaded arrays, so those were changed too).
     """
 
     reload: Callable[[], Mapping[str, NDArray[Any]]]
     fixture: str = "the fixture"
     by_device: dict[str, PtychoTensors] = field(default_factory=dict)
     baseline: dict[str, dict[str, int]] = field(default_factory=dict)
+    pristine: dict[str, PtychoTensors] = field(default_factory=dict)
 
     def get(self, arrays: Mapping[str, NDArray[Any]], device: str) -> PtychoTensors:
         """The session tensors on ``device``, made on first use."""
@@ -253,16 +256,23 @@ class SharedTensors:
             tensors = to_tensors(arrays, device)
             self.by_device[device] = tensors
             self.baseline[device] = tensors.versions()
+            self.pristine[device] = tensors.clone()
         return self.by_device[device]
+
+    def _changed(self, device: str) -> list[str]:
+        import torch
+
+        tensors, versions = self.by_device[device], self.baseline[device]
+        copies = dict(self.pristine[device].items())
+        return [
+            name
+            for name, tensor in tensors.items()
+            if tensor._version != versions[name] or not torch.equal(tensor, copies[name])
+        ]
 
     def check(self, test: str) -> str | None:
         """Restore any tensor modified in place and return the error for ``test``, if any."""
-        changed = [
-            (device, name)
-            for device, tensors in self.by_device.items()
-            for name, version in tensors.versions().items()
-            if version != self.baseline[device][name]
-        ]
+        changed = [(device, name) for device in self.by_device for name in self._changed(device)]
         if not changed:
             return None
         pristine = self.reload()

@@ -1,5 +1,5 @@
 """``--stress N`` (or ``PTYCHO_STRESS=N``) multiplies the rounds of the race, crash and
-corruption suites."""
+corruption suites; the pytest runs that tests start get a cache folder of their own."""
 
 from __future__ import annotations
 
@@ -43,3 +43,10 @@ def stress(pytestconfig: pytest.Config) -> int:
         except argparse.ArgumentTypeError as exc:
             raise pytest.UsageError(f"PTYCHO_STRESS: {exc}") from None
     return factor
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_folder_for_inner_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under tox, pytest puts every run's cache in $TOX_ENV_DIR/.pytest_cache, so the
+    # pytest runs a test starts would share one cached fixture; each must have its own.
+    monkeypatch.delenv("TOX_ENV_DIR", raising=False)

@@ -22,6 +22,9 @@ MUTATIONS = {
     "view": ("diffraction", "ptycho_tensors.diffraction[3].fill_(0)"),
     "detach": ("object", "ptycho_tensors.object.detach().mul_(2)"),
     "out": ("probe", "torch.mul(ptycho_tensors.probe, 2, out=ptycho_tensors.probe)"),
+    # Writes that bypass torch's in-place counter are caught by comparing values.
+    "data": ("object", "ptycho_tensors.object.data.mul_(2)"),
+    "numpy": ("diffraction", "ptycho_tensors.diffraction.numpy()[0, 0, 0] = 5"),
 }
 
 CHECK = """
