@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from numpy.typing import NDArray
 
 from pytest_ptycho_fixture import npzio
@@ -524,6 +525,14 @@ def permissions_can_bind() -> bool:
         return False
     return probe.returncode == 0
 
+
+
+#: Marks a test that needs file permissions to bind (a child that cannot override them).
+needs_permissions = pytest.mark.skipif(
+    not permissions_can_bind(),
+    reason="running as root, and this system does not let a child process give up the"
+    " capability to override file permissions",
+)
 
 GENERATE_SCRIPT = """
 import json, sys

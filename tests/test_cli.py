@@ -16,8 +16,8 @@ from helpers import (
     Bad,
     console_script,
     folder_entries,
+    needs_permissions,
     one_error_line,
-    permissions_can_bind,
     pickled_member,
     run_cli,
     source_arrays,
@@ -193,11 +193,6 @@ def test_generate_never_unpickles_a_source_array(tmp_path: Path, out: Path) -> N
     assert folder_entries(out) == []
 
 
-needs_permissions = pytest.mark.skipif(
-    not permissions_can_bind(),
-    reason="running as root, and this system does not let a child process give up the"
-    " capability to override file permissions",
-)
 
 
 @needs_permissions

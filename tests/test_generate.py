@@ -20,7 +20,7 @@ from helpers import (
     Bad,
     folder_entries,
     generate_unprivileged,
-    permissions_can_bind,
+    needs_permissions,
     pickled_member,
     recompute_content_sha256,
     source_arrays,
@@ -516,11 +516,6 @@ def test_it_never_unpickles_an_object_array_in_a_source(tmp_path: Path, out: Pat
     assert folder_entries(out) == []
 
 
-needs_permissions = pytest.mark.skipif(
-    not permissions_can_bind(),
-    reason="running as root, and this system does not let a child process give up the"
-    " capability to override file permissions",
-)
 
 
 @needs_permissions

@@ -12,7 +12,7 @@ from pathlib import Path
 from subprocess import CompletedProcess
 
 import pytest
-from helpers import folder_entries, one_error_line, permissions_can_bind
+from helpers import folder_entries, needs_permissions, one_error_line
 from processes import (
     CACHED,
     TIMEOUT,
@@ -149,11 +149,6 @@ def test_a_symlink_named_like_a_stale_temporary_file_is_removed_not_followed(
 
 # ----------------------------------------------------------------- a read-only cache folder
 
-needs_permissions = pytest.mark.skipif(
-    not permissions_can_bind(),
-    reason="running as root, and this system does not let a child process give up the"
-    " capability to override file permissions",
-)
 
 
 @needs_permissions

@@ -11,7 +11,7 @@ from helpers import (
     BAD_SOURCES,
     Bad,
     folder_entries,
-    permissions_can_bind,
+    needs_permissions,
     pickled_member,
     run_cli,
     source_members,
@@ -72,11 +72,7 @@ def test_a_run_with_a_pickled_source_fails_each_test_and_never_unpickles(
     assert not marker.exists()
 
 
-@pytest.mark.skipif(
-    not permissions_can_bind(),
-    reason="running as root, and this system does not let a child process give up the"
-    " capability to override file permissions",
-)
+@needs_permissions
 def test_a_run_with_a_source_it_may_not_read_fails_each_test_with_one_line(
     tmp_path: Path,
 ) -> None:
