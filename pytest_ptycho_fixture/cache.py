@@ -24,7 +24,7 @@ import time
 import types
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
@@ -80,6 +80,8 @@ class FixtureSpec:
     subset_size: int = DEFAULT_SUBSET
     strategy: str = DEFAULT_STRATEGY
     committed: bool = True
+    #: Layout of the source diffraction (HWN or NHW); ``None`` decides it from the coordinates.
+    layout: str | None = None
 
     @property
     def lock_path(self) -> Path:
@@ -111,6 +113,7 @@ def main_spec(
     subset_size: int,
     strategy: str,
     folder: Path,
+    layout: str | None = None,
 ) -> FixtureSpec:
     """Resolve the configured fixture.
 
@@ -120,15 +123,15 @@ def main_spec(
     """
     if path is not None:
         sidecar = sidecar or path.with_suffix(".json")
-        return FixtureSpec(path, sidecar, source, subset_size, strategy, True)
-    default = source is None and subset_size == DEFAULT_SUBSET and strategy == DEFAULT_STRATEGY
-    if default:
+        spec = FixtureSpec(path, sidecar, source, subset_size, strategy, True)
+    elif source is None and subset_size == DEFAULT_SUBSET and strategy == DEFAULT_STRATEGY:
         path = folder / f"{FIXTURE_NAME}.npz"
-        return FixtureSpec(path, sidecar or SHIPPED_SIDECAR, source, subset_size, strategy, True)
-    spec = cached_spec(folder, source, subset_size, strategy)
-    if sidecar is None:
-        return spec
-    return FixtureSpec(spec.path, sidecar, source, subset_size, strategy, True)
+        spec = FixtureSpec(path, sidecar or SHIPPED_SIDECAR, source, subset_size, strategy, True)
+    else:
+        spec = cached_spec(folder, source, subset_size, strategy)
+        if sidecar is not None:
+            spec = replace(spec, sidecar=sidecar, committed=True)
+    return replace(spec, layout=layout) if source is not None else spec
 
 
 def resolve_source(root: Path, source: str | os.PathLike[str] | None) -> Path | None:
@@ -515,7 +518,7 @@ class FixtureCache:
             source = (
                 SyntheticSource()
                 if spec.source is None
-                else NpzSource(spec.source, label=self.show(spec.source))
+                else NpzSource(spec.source, spec.layout, label=self.show(spec.source))
             )
             fixture = build_fixture(source, spec.subset_size, strategy=spec.strategy)
             if spec.committed:

@@ -114,7 +114,8 @@ def decide_layout(
             path,
             DIFFRACTION,
             f"{DIFFRACTION!r} has shape {tuple(shape)} and {n_positions} positions match"
-            " both axis 0 and axis 2; say which layout it is with --layout HWN or --layout NHW",
+            " both axis 0 and axis 2; say which layout it is: --layout HWN or NHW (in pytest:"
+            " the ptycho_fixture_layout ini option)",
         )
     if last:
         return "HWN"

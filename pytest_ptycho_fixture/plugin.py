@@ -66,6 +66,17 @@ def _strategy(text: str) -> str:
     return text
 
 
+def _layout(text: str) -> str:
+    from .contract import LAYOUTS
+
+    if text.strip() not in ("", *LAYOUTS):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a layout: expected {' or '.join(LAYOUTS)} (or nothing, to decide"
+            " it from the number of coordinates)"
+        )
+    return text.strip()
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -135,6 +146,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="stratified",
     )
     parser.addini(
+        "ptycho_fixture_layout",
+        "layout of the source diffraction, HWN (legacy) or NHW; needed only when H == W == N"
+        " makes it ambiguous (default: decided from the number of coordinates)",
+        default="",
+    )
+    parser.addini(
         "ptycho_device",
         "auto (default), cpu, cuda, cuda:N or all; see --ptycho-device",
         default="auto",
@@ -181,6 +198,7 @@ def pytest_configure(config: pytest.Config) -> None:
         subset_size=_setting(config, "ptycho_fixture_subset_size", _subset_size),
         strategy=_setting(config, "ptycho_fixture_subset_strategy", _strategy),
         folder=folder,
+        layout=_setting(config, "ptycho_fixture_layout", _layout) or None,
     )
     fixtures = cache.FixtureCache(
         lock_timeout=_setting(config, "ptycho_fixture_lock_timeout", _seconds),

@@ -116,7 +116,8 @@ def test_it_refuses_to_guess_when_the_positions_match_both_axes() -> None:
     assert caught.value.key == "diffraction"
     assert str(caught.value) == (
         "source.npz: 'diffraction' has shape (64, 64, 64) and 64 positions match both axis 0"
-        " and axis 2; say which layout it is with --layout HWN or --layout NHW"
+        " and axis 2; say which layout it is: --layout HWN or NHW (in pytest: the"
+        " ptycho_fixture_layout ini option)"
     )
 
 

@@ -225,6 +225,47 @@ def test_it_follows_a_configured_layout_like_ptychopinn(
     verified.stdout.fnmatch_lines(["ptycho-fixture: 0 generations, 1 verification, *"])
 
 
+def test_an_ambiguous_source_needs_the_layout_option_and_follows_it(
+    pytester: pytest.Pytester,
+) -> None:
+    # 64 positions on a 64x64 detector: (64, 64, 64) reads as (H, W, N) and as (N, H, W).
+    (pytester.path / "datasets").mkdir()
+    npzio.write_npz(pytester.path / SOURCE, simulate.simulate_source(positions=64, layout="HWN"))
+    pytester.makepyfile(
+        """
+        def test_layout(ptycho_metadata):
+            assert ptycho_metadata["source_layout"] == "HWN"
+        """
+    )
+    ini(pytester, ptycho_fixture_path=FIXTURE, ptycho_fixture_source=SOURCE)
+    ambiguous = pytester.runpytest("--regen-fixture")
+    assert ambiguous.ret == pytest.ExitCode.USAGE_ERROR
+    ambiguous.stderr.fnmatch_lines(
+        [
+            (
+                "*'diffraction' has shape (64, 64, 64) and 64 positions match both axis 0 and axis 2;"
+                " say which layout it is: --layout HWN or NHW (in pytest: the ptycho_fixture_layout"
+                " ini option)*"
+            )
+        ]
+    )
+    assert not (pytester.path / SIDECAR).exists()
+    ini(
+        pytester,
+        ptycho_fixture_path=FIXTURE,
+        ptycho_fixture_source=SOURCE,
+        ptycho_fixture_layout="HWN",
+    )
+    pytester.runpytest("--regen-fixture").assert_outcomes(passed=1)
+    pytester.runpytest().assert_outcomes(passed=1)
+    ini(pytester, ptycho_fixture_path=FIXTURE, ptycho_fixture_layout="HWN-ish")
+    bad = pytester.runpytest()
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(
+        ["*ini option ptycho_fixture_layout in tox.ini: 'HWN-ish' is not a layout*"]
+    )
+
+
 def test_it_verifies_against_a_sidecar_configured_on_its_own(pytester: pytest.Pytester) -> None:
     committed(pytester)
     (pytester.path / SIDECAR).rename(pytester.path / "reference.json")
