@@ -371,7 +371,7 @@ BAD_SOURCES: tuple[Bad, ...] = (
         "an ambiguous layout with no layout given",
         _ambiguous,
         "diffraction",
-        ("(64, 64, 64)", "match both axis 0 and axis 2", "--layout HWN or --layout NHW"),
+        ("(64, 64, 64)", "match both axis 0 and axis 2", "--layout HWN or NHW"),
     ),
     Bad(
         "a layout that contradicts the coordinates",

@@ -132,7 +132,7 @@ def test_layout_resolves_a_source_whose_sides_and_positions_are_all_64(
 ) -> None:
     source = write_source(tmp_path / "square.npz", source_arrays(positions=64))
     refused = run_cli("generate", "--source", source, "--output", out / "f.npz")
-    assert "--layout HWN or --layout NHW" in one_error_line(refused)
+    assert "--layout HWN or NHW" in one_error_line(refused)
     assert folder_entries(out) == []
     result = run_cli("generate", "--source", source, "--output", out / "f.npz", "--layout", "HWN")
     assert result.returncode == 0, result.stderr

@@ -298,7 +298,7 @@ def test_an_explicit_layout_resolves_a_source_where_h_w_and_n_are_all_64(
 ) -> None:
     source = source_arrays(positions=64, layout=layout)
     path = write_source(tmp_path / "square.npz", source)
-    with pytest.raises(ContractError, match="--layout HWN or --layout NHW"):
+    with pytest.raises(ContractError, match="--layout HWN or NHW"):
         generate_fixture(path, out / "fixture.npz")
     result = generate_fixture(path, out / "fixture.npz", layout=layout, compress=False)
     canonical = (
