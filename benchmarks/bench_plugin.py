@@ -16,7 +16,7 @@ the pair flips every round), reported as medians in one markdown table:
    with the project's ``.pytest_cache`` deleted first (cold) or kept (warm); the
    difference is compared with the generation time printed in the summary line.
 
-    python benchmarks/bench_plugin.py                  # about 2 minutes on two cores
+    python benchmarks/bench_plugin.py                  # 1-2 minutes on two cores
     python benchmarks/bench_plugin.py --repeats 9 --warm-repeats 50 --profile
 """
 
@@ -33,6 +33,7 @@ import os
 import platform
 import pstats
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -64,19 +65,37 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run(command: Sequence[str], cwd: Path) -> tuple[float, str]:
-    """Wall seconds and combined output of one child process, which must succeed."""
+def children_cpu() -> float:
+    """User + system seconds of the waited-for children of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_cpu(command: Sequence[str], cwd: Path) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds and combined output of one child process, which must succeed.
+
+    CPU time (user + system, the child's and its waited-for children's) leaves out the
+    time spent waiting for a core that other work holds.
+    """
+    cpu = children_cpu()
     started = time.perf_counter()
     result = subprocess.run(
         list(command), cwd=cwd, env=child_env(), capture_output=True, text=True, check=False
     )
     took = time.perf_counter() - started
+    cpu = children_cpu() - cpu
     if result.returncode != 0:
         raise SystemExit(
             f"{' '.join(command)} (in {cwd}) exited {result.returncode}:\n"
             f"{result.stdout}{result.stderr}"
         )
-    return took, result.stdout + result.stderr
+    return took, cpu, result.stdout + result.stderr
+
+
+def run(command: Sequence[str], cwd: Path) -> tuple[float, str]:
+    """Wall seconds and combined output of one child process, which must succeed."""
+    took, _, output = run_cpu(command, cwd)
+    return took, output
 
 
 def spread(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -161,11 +180,21 @@ def bench_free_load(root: Path, repeats: int) -> list[Row]:
         _, output = run(command, project)
         if expected not in output:
             raise SystemExit(f"expected {expected!r} from {' '.join(command)}:\n{output}")
+    cpu: dict[str, list[float]] = {"plain": [], "loaded": []}
+
+    def once(kind: str, command: list[str]) -> float:
+        took, used, _ = run_cpu(command, project)
+        cpu[kind].append(used)
+        return took
+
     plain, loaded = alternate(
-        lambda: run(without, project)[0], lambda: run(base, project)[0], repeats
+        lambda: once("plain", without), lambda: once("loaded", base), repeats
     )
     plain_s, loaded_s = statistics.median(plain), statistics.median(loaded)
     ratio = loaded_s / plain_s
+    plain_cpu, loaded_cpu = statistics.median(cpu["plain"]), statistics.median(cpu["loaded"])
+    # Each round's pair ran back to back, so its ratio is immune to slow drift.
+    paired = statistics.median(b / a for a, b in zip(plain, loaded))
 
     alone = [import_profile(f"import {PLUGIN_MODULE}", project) for _ in range(repeats)]
     after_pytest = [
@@ -182,7 +211,9 @@ def bench_free_load(root: Path, repeats: int) -> list[Row]:
             f" the fixture, fresh process each, median of {repeats}",
             f"{plain_s:.3f} s (`-p no:ptycho_fixture`; {spread(plain, digits=3)})",
             f"{loaded_s:.3f} s ({spread(loaded, digits=3)})",
-            f"{ratio:.3f}x (+{(loaded_s - plain_s) * 1000:.0f} ms)",
+            f"wall {ratio:.3f}x ({(loaded_s - plain_s) * 1000:+.0f} ms), median of the"
+            f" paired ratios {paired:.3f}x; CPU {loaded_cpu / plain_cpu:.3f}x"
+            f" ({plain_cpu:.3f} s -> {loaded_cpu:.3f} s)",
             "<= 1.03x",
             ratio <= 1.03,
         ),
@@ -338,7 +369,8 @@ def bench_xdist(root: Path, repeats: int) -> list[Row]:
         print(f"  {kind} {took:.2f} s, generations {times}", file=sys.stderr)
         return took
 
-    once("cold"), once("warm")  # warm up
+    once("cold")  # warm up
+    once("warm")
     generations.clear()
     counts = {"cold": [], "warm": []}
     cold, warm = alternate(lambda: once("cold"), lambda: once("warm"), repeats)

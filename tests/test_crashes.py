@@ -209,10 +209,18 @@ def test_a_run_waiting_for_a_writer_that_is_killed_takes_over_at_once(
     root = project(tmp_path)
     fixture = root / CACHED
     process = _stopped_holding_the_lock(TARGETS[holder](fixture), root, fixture)
-    assert temporary_files(fixture.parent) != [] and not fixture.exists()
-    waiter = start(TARGETS["pytest" if holder == "generate" else "generate"](fixture), root)
-    time.sleep(1.0)
-    assert waiter.poll() is None and not fixture.exists()
+    waiter = None
+    try:
+        assert temporary_files(fixture.parent) != [] and not fixture.exists()
+        waiter = start(TARGETS["pytest" if holder == "generate" else "generate"](fixture), root)
+        time.sleep(1.0)
+        assert waiter.poll() is None and not fixture.exists()
+    except BaseException:
+        # Leave no stopped writer or waiting run behind when the test fails here.
+        for leftover in (process, waiter):
+            if leftover is not None:
+                kill(leftover)
+        raise
     kill(process)
     began = time.monotonic()
     (result,) = finish([waiter])
