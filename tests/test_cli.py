@@ -33,18 +33,6 @@ from pytest_ptycho_fixture.npzio import load_npz, write_npz
 
 
 @pytest.fixture
-def out(tmp_path: Path) -> Path:
-    folder = tmp_path / "out"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def legacy(tmp_path: Path) -> Path:
-    return write_source(tmp_path / "source.npz")
-
-
-@pytest.fixture
 def fixture(legacy: Path, out: Path) -> Path:
     """A fixture and its sidecar, for the commands that read one."""
     return generate_fixture(legacy, out / "fixture.npz", compress=False).output_path

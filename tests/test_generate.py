@@ -43,19 +43,6 @@ def stratified(n_positions: int, size: int) -> list[int]:
     return [i * n_positions // size for i in range(size)]
 
 
-@pytest.fixture
-def out(tmp_path: Path) -> Path:
-    folder = tmp_path / "out"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def legacy(tmp_path: Path) -> Path:
-    """A 100-position source in the legacy (H,W,N) layout, float64 and complex128."""
-    return write_source(tmp_path / "source.npz")
-
-
 def sidecar_of(result: Any) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(Path(result.metadata_path).read_text(encoding="utf-8"))
     return data
