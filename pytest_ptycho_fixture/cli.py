@@ -179,7 +179,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     from . import locking
     from .generate import build_fixture, open_source, write_fixture
-    from .sidecar import default_sidecar_path, read_sidecar
+    from .sidecar import default_sidecar_path
 
     _check_output(args.output)
     metadata_path = args.metadata_out or default_sidecar_path(args.output)
@@ -205,7 +205,7 @@ def _generate(args: argparse.Namespace) -> int:
     sweep = (args.output, metadata_path)
     try:
         with locking.holding(args.output, locking.DEFAULT_TIMEOUT, sweep, on_wait=waiting):
-            write_fixture(fixture, args.output, metadata_path, compress=args.compress)
+            meta = write_fixture(fixture, args.output, metadata_path, compress=args.compress)
     except locking.LockUnavailable as exc:
         if exc.errno in locking.NOT_WRITABLE and not os.path.lexists(exc.path):
             raise _BadInput(
@@ -215,7 +215,6 @@ def _generate(args: argparse.Namespace) -> int:
         waited = f" after waiting {exc.waited:g} s" if exc.waited is not None else ""
         raise _BadInput(f"{args.output}: cannot take its lock{waited}: {exc}") from None
     elapsed = time.perf_counter() - started
-    meta = read_sidecar(metadata_path)
     cover = meta["coverage"]
     print(f"wrote {args.output}")
     print(f"wrote {metadata_path}")
