@@ -17,7 +17,6 @@ from .npzio import ContentHasher, NpzReader, content_digests, write_npz_to
 from .sidecar import SIDECAR_VERSION, array_table, default_sidecar_path, dumps
 
 if TYPE_CHECKING:
-    import numpy as np
     from numpy.typing import NDArray
 
     from .progress import Progress
@@ -44,9 +43,7 @@ class Source(Protocol):
 
     label: str
     n_positions: int
-    detector: tuple[int, int]
     layout: str
-    diffraction_dtype: np.dtype[Any]
     small: dict[str, NDArray[Any]]
     dropped_keys: list[str]
     notes: list[str]
@@ -66,9 +63,7 @@ class NpzSource:
     layout_hint: str | None = None
     label: str = ""
     n_positions: int = 0
-    detector: tuple[int, int] = (0, 0)
     layout: str = ""
-    diffraction_dtype: Any = None
     small: dict[str, Any] = field(default_factory=dict)
     dropped_keys: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -114,10 +109,9 @@ class NpzSource:
             c.check_diffraction_dtype(path, self._key, member.dtype)
             self.layout = c.decide_layout(path, member.shape, n, self.layout_hint)
             shape = member.shape
-            self.detector = (shape[0], shape[1]) if self.layout == "HWN" else (shape[1], shape[2])
-            self.diffraction_dtype = member.dtype
+            detector = (shape[0], shape[1]) if self.layout == "HWN" else (shape[1], shape[2])
             c.check_object(path, self.small[c.OBJECT], exact=False)
-            c.check_probe(path, self.small[c.PROBE], self.detector, exact=False)
+            c.check_probe(path, self.small[c.PROBE], detector, exact=False)
 
     def take_patterns(self, indices: Sequence[int]) -> NDArray[Any]:
         import numpy as np
@@ -149,12 +143,8 @@ class SyntheticSource:
     notes: list[str] = field(default_factory=list)
     small: dict[str, Any] = field(default_factory=dict)
     n_positions: int = 0
-    detector: tuple[int, int] = (0, 0)
-    diffraction_dtype: Any = None
 
     def __post_init__(self) -> None:
-        import numpy as np
-
         from . import simulate
 
         scan = simulate.synthetic_scan()
@@ -167,8 +157,6 @@ class SyntheticSource:
             "ycoords_start": scan.ycoords,
         }
         self.n_positions = int(scan.xcoords.shape[0])
-        self.detector = (int(scan.probe.shape[0]), int(scan.probe.shape[1]))
-        self.diffraction_dtype = np.dtype(np.float64)
         self.notes.append("source simulated: only the subset's positions were computed")
 
     def take_patterns(self, indices: Sequence[int]) -> NDArray[Any]:

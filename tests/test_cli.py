@@ -181,8 +181,6 @@ def test_generate_never_unpickles_a_source_array(tmp_path: Path, out: Path) -> N
     assert folder_entries(out) == []
 
 
-
-
 @needs_permissions
 def test_generate_refuses_a_source_it_may_not_read(legacy: Path, out: Path) -> None:
     legacy.chmod(0o000)

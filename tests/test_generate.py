@@ -503,8 +503,6 @@ def test_it_never_unpickles_an_object_array_in_a_source(tmp_path: Path, out: Pat
     assert folder_entries(out) == []
 
 
-
-
 @needs_permissions
 def test_it_refuses_a_source_it_may_not_read(legacy: Path, out: Path) -> None:
     legacy.chmod(0o000)
