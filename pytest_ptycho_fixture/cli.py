@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--no-compress", dest="compress", action="store_false", help="store members uncompressed"
     )
+    gen.add_argument(
+        "--verify-source",
+        action="store_true",
+        help="read all of the source: check every pattern and record its content digest"
+        " (default: read only what the fixture needs)",
+    )
     gen.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     ver = commands.add_parser("verify", help="check a fixture against its sidecar")
@@ -190,7 +196,7 @@ def _generate(args: argparse.Namespace) -> int:
         raise FileNotFoundError(errno.ENOENT, reason, str(metadata_path))
     started = time.perf_counter()
     fixture = build_fixture(
-        open_source(args.source, args.layout, progress=args.progress),
+        open_source(args.source, args.layout, verify=args.verify_source, progress=args.progress),
         args.subset_size,
         strategy=args.subset_strategy,
         diff3d_alias=args.diff3d_alias,
@@ -219,8 +225,10 @@ def _generate(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}")
     print(f"wrote {metadata_path}")
     print(f"source          {meta['source_dataset']}")
-    print(f"subset          {meta['subset_size']} of {meta['source_positions']} positions"
-          f" ({meta['subset_strategy']}), coverage x {cover['x']:.1%}, y {cover['y']:.1%}")
+    print(
+        f"subset          {meta['subset_size']} of {meta['source_positions']} positions"
+        f" ({meta['subset_strategy']}), coverage x {cover['x']:.1%}, y {cover['y']:.1%}"
+    )
     print(f"content_sha256  {meta['content_sha256']}")
     print(f"sha256_checksum {meta['sha256_checksum']}")
     print(f"time            {elapsed:.2f} s")

@@ -84,9 +84,7 @@ def check_not_object(path: object, key: str, dtype: np.dtype[Any]) -> None:
         )
 
 
-def decide_layout(
-    path: object, shape: Sequence[int], n_positions: int, layout: str | None
-) -> str:
+def decide_layout(path: object, shape: Sequence[int], n_positions: int, layout: str | None) -> str:
     """Return ``"HWN"`` or ``"NHW"`` for a diffraction array, from the coordinate count."""
     if len(shape) != 3:
         raise _fail(
@@ -169,14 +167,17 @@ class AmplitudeStats:
             self.low = min(self.low, float(block.min()))
             self.high = max(self.high, float(block.max()))
 
-    def check(self, path: object, key: str) -> str:
-        """Raise :class:`ContractError` unless every value seen is a valid amplitude."""
+    def check(self, path: object, key: str, scope: str = "") -> str:
+        """Raise :class:`ContractError` unless every value seen is a valid amplitude.
+
+        ``scope`` says which values were seen, e.g. `` in the selected patterns``.
+        """
         if self.nonfinite:
             raise _fail(
                 path,
                 key,
-                f"{key!r} has {self.nonfinite} non-finite values (NaN or inf) but finite"
-                " amplitudes are required",
+                f"{key!r} has {self.nonfinite} non-finite values (NaN or inf){scope} but"
+                " finite amplitudes are required",
             )
         if self.size == 0:
             raise _fail(path, key, f"{key!r} is empty but at least one pattern is required")
@@ -185,13 +186,13 @@ class AmplitudeStats:
             raise _fail(
                 path,
                 key,
-                f"{key!r} has minimum {low:g} but amplitudes must be >= 0",
+                f"{key!r} has minimum {low:g}{scope} but amplitudes must be >= 0",
             )
         if high >= MAX_AMPLITUDE:
             raise _fail(
                 path,
                 key,
-                f"{key!r} has maximum {high:g} but amplitudes must be < {MAX_AMPLITUDE:g};"
+                f"{key!r} has maximum {high:g}{scope} but amplitudes must be < {MAX_AMPLITUDE:g};"
                 " this looks like intensity: store sqrt(intensity)",
             )
         return f"{key}: finite, min {low:.6g}, max {high:.6g} (< {MAX_AMPLITUDE:g})"
@@ -201,9 +202,7 @@ def check_object(path: object, array: NDArray[Any], *, exact: bool) -> None:
     """``objectGuess``: 2-D complex, both sides >= 128; ``exact`` demands complex64."""
     _check_complex(path, OBJECT, array, exact=exact)
     if array.ndim != 2:
-        raise _fail(
-            path, OBJECT, f"{OBJECT!r} has shape {array.shape} but a 2-D array is required"
-        )
+        raise _fail(path, OBJECT, f"{OBJECT!r} has shape {array.shape} but a 2-D array is required")
     if min(array.shape) < MIN_OBJECT_SIDE:
         raise _fail(
             path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -28,6 +28,8 @@ DEFAULT_MIN_COVERAGE = 0.5
 BUILTIN_SOURCE = "builtin:synthetic-run1084"
 #: Content digest of the full built-in source (``simulate_source()``); a test recomputes it.
 SYNTHETIC_SOURCE_CONTENT_SHA256 = "baa884e4ddd3cfafb94e1f1c0180ef2db71cb9b6c2ef4a94868da2a2c3827a32"
+#: Fingerprint of the NPZ that ``ptycho-fixture simulate`` writes; a test recomputes it.
+SYNTHETIC_SOURCE_FINGERPRINT = "a3c477d589eab5b1920b573796a1c1088a274f5936bfabb095c4379a06f8ef7a"
 
 
 class GeneratedFixture(NamedTuple):
@@ -51,17 +53,26 @@ class Source(Protocol):
     def take_patterns(self, indices: Sequence[int]) -> NDArray[Any]:
         """``(n, H, W)`` patterns at ``indices``, in the source dtype."""
 
-    def content_sha256(self) -> str:
-        """Content digest of the source arrays the fixture is derived from."""
+    def content_sha256(self) -> str | None:
+        """Content digest of the source arrays the fixture is derived from, if computed."""
+
+    def fingerprint(self) -> str:
+        """:func:`.npzio.fingerprint` of the source NPZ: free, whatever its size."""
 
 
 @dataclass
 class NpzSource:
-    """A source NPZ, read through the streaming reader."""
+    """A source NPZ, read through the streaming reader.
+
+    By default only what the fixture needs is read: the small arrays and the subset's
+    patterns (seeking straight to them in a stored member). With ``verify=True`` every
+    byte is read: each pattern is checked and the source's content digest computed.
+    """
 
     path: Path
     layout_hint: str | None = None
     label: str = ""
+    verify: bool = False
     n_positions: int = 0
     layout: str = ""
     small: dict[str, Any] = field(default_factory=dict)
@@ -69,6 +80,7 @@ class NpzSource:
     notes: list[str] = field(default_factory=list)
     _hasher: ContentHasher = field(default_factory=ContentHasher)
     _key: str = c.DIFFRACTION
+    _fingerprint: str = ""
     #: ``progress(bytes_read, total_bytes)`` after each chunk of the diffraction streamed.
     progress: Progress | None = None
 
@@ -78,6 +90,7 @@ class NpzSource:
         if path.is_dir():
             raise ContractError(path, None, "is a directory but a source NPZ file is required")
         with NpzReader(path) as reader:
+            self._fingerprint = reader.fingerprint()
             present = set(reader.members)
             if c.DIFFRACTION not in present and c.DIFF3D in present:
                 self._key = c.DIFF3D
@@ -86,7 +99,7 @@ class NpzSource:
                 self.notes.append(f"source {c.DIFF3D!r} ignored: the alias is rebuilt")
             optional = [key for key in c.OPTIONAL_PER_POSITION if key in present]
             for key in (c.XCOORDS, c.YCOORDS, c.OBJECT, c.PROBE, *optional):
-                self.small[key] = reader.read(key, self._hasher)
+                self.small[key] = reader.read(key, self._hasher if self.verify else None)
             self.dropped_keys = sorted(present - c.SOURCE_KEYS)
             xcoords = self.small[c.XCOORDS]
             if xcoords.ndim != 1:
@@ -117,20 +130,26 @@ class NpzSource:
         import numpy as np
 
         axis = 2 if self.layout == "HWN" else 0
-        # Every pattern is checked while streaming, not only the ones kept.
         stats = c.AmplitudeStats()
-        visit: Callable[[NDArray[Any]], None] = stats.add
         with NpzReader(self.path) as reader:
-            if self.progress is not None:
-                visit = _reporting(stats.add, self.progress, reader.member(self._key).nbytes)
-            patterns = reader.take(self._key, axis, indices, self._hasher, visit=visit)
-        stats.check(self.path, self._key)
+            if self.verify:
+                # Every pattern is checked and digested while streaming.
+                patterns = reader.take(
+                    self._key, axis, indices, self._hasher, visit=stats.add, progress=self.progress
+                )
+            else:
+                patterns = reader.take(self._key, axis, indices, progress=self.progress)
+                stats.add(patterns)
+        stats.check(self.path, self._key, "" if self.verify else " in the selected patterns")
         if self.layout == "HWN":
             patterns = np.ascontiguousarray(patterns.transpose(2, 0, 1))
         return patterns
 
-    def content_sha256(self) -> str:
-        return self._hasher.content_sha256
+    def content_sha256(self) -> str | None:
+        return self._hasher.content_sha256 if self.verify else None
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
 
 
 @dataclass
@@ -172,39 +191,31 @@ class SyntheticSource:
             self.small[c.YCOORDS][index],
         )
 
-    def content_sha256(self) -> str:
+    def content_sha256(self) -> str | None:
         return SYNTHETIC_SOURCE_CONTENT_SHA256
 
-
-def _reporting(
-    visit: Callable[[NDArray[Any]], None], progress: Progress, total: int
-) -> Callable[[NDArray[Any]], None]:
-    """``visit`` that also reports the bytes seen so far to ``progress``."""
-    done = 0
-
-    def visit_and_report(part: NDArray[Any]) -> None:
-        nonlocal done
-        visit(part)
-        done += part.nbytes
-        progress(done, total)
-
-    return visit_and_report
+    def fingerprint(self) -> str:
+        return SYNTHETIC_SOURCE_FINGERPRINT
 
 
 def open_source(
     source: str | os.PathLike[str] | None,
     layout: str | None = None,
     *,
+    verify: bool = False,
     progress: Progress | None = None,
 ) -> Source:
     """The built-in synthetic source for ``None``, else the NPZ at ``source``.
 
-    ``progress`` reports the streaming of a source NPZ's patterns (the built-in source
-    simulates only the subset, which is quick).
+    ``verify`` reads all of a source NPZ (see :class:`NpzSource`). ``progress`` reports
+    the reading of its patterns (the built-in source simulates only the subset, which is
+    quick, and is always verified: its digest is a constant).
     """
     if source is None:
         return SyntheticSource()
-    return NpzSource(Path(source), layout, label=os.fspath(source), progress=progress)
+    return NpzSource(
+        Path(source), layout, label=os.fspath(source), verify=verify, progress=progress
+    )
 
 
 def subset_indices(strategy: str, n_positions: int, subset_size: int) -> list[int]:
@@ -321,7 +332,15 @@ def build_fixture(
         "dropped_keys": list(source.dropped_keys),
         "validation_notes": notes,
     }
-    metadata["source_content_sha256"] = source.content_sha256()
+    source_digest = source.content_sha256()
+    metadata["source_content_sha256"] = source_digest
+    metadata["source_fingerprint"] = source.fingerprint()
+    if source_digest is None:
+        notes.append(
+            f"source read in part: only the {subset_size} selected patterns were read and"
+            " checked, so source_content_sha256 is null; --verify-source reads and checks"
+            " all of it"
+        )
     return Fixture(arrays, metadata)
 
 
@@ -381,18 +400,21 @@ def generate_fixture(
     diff3d_alias: bool = True,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
     compress: bool = True,
+    verify_source: bool = False,
     progress: Progress | None = None,
 ) -> GeneratedFixture:
     """Generate the fixture NPZ and its sidecar from ``source_path`` (``None``: built-in).
 
     Returns ``(output_path, metadata_path, sha256)`` where ``sha256`` is the SHA-256 of
-    the NPZ file. Nothing is written unless everything succeeds. ``progress(done,
-    total)`` reports the bytes of a source NPZ's diffraction streamed so far.
+    the NPZ file. Nothing is written unless everything succeeds. ``verify_source`` reads
+    all of a source NPZ, checking every pattern and recording its content digest;
+    otherwise only what the fixture needs is read. ``progress(done, total)`` reports the
+    bytes of a source NPZ's diffraction read so far.
     """
     output = Path(output_path)
     sidecar = Path(metadata_path) if metadata_path else default_sidecar_path(output)
     fixture = build_fixture(
-        open_source(source_path, layout, progress=progress),
+        open_source(source_path, layout, verify=verify_source, progress=progress),
         subset_size,
         strategy=strategy,
         diff3d_alias=diff3d_alias,

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import queue
 import struct
+import threading
 import tokenize
 import zipfile
 import zlib
@@ -38,6 +40,13 @@ if TYPE_CHECKING:
 #: Refuse members whose header declares more than this many bytes (64 GiB).
 DEFAULT_MAX_BYTES = 64 << 30
 CHUNK_BYTES = 8 << 20
+#: Compressed bytes read from the file at a time when inflating.
+_READ_BYTES = 4 << 20
+#: Members with more compressed bytes than this are inflated in a thread of their own,
+#: while the caller checks, digests and gathers the previous chunk.
+_THREAD_BYTES = 4 << 20
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+_LOCAL_MAGIC = b"PK\x03\x04"
 COMPRESS_LEVEL = 6
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _NPY_MAGIC = b"\x93NUMPY"
@@ -124,6 +133,19 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def fingerprint(entries: Sequence[tuple[str, int, int]]) -> str:
+    """SHA-256 of the lines ``name SP crc32 SP size LF`` (``crc32`` in 8 hex digits) for
+    ``(name, crc32, size)`` entries, sorted by name.
+
+    For an NPZ these come from the zip central directory: the CRC-32 and size its writer
+    recorded for each member's uncompressed bytes. It costs nothing however large the
+    archive is, does not depend on compression, and changes with any content change that
+    the writer saw; unlike a content digest it is not recomputed from the data.
+    """
+    lines = "".join(f"{name} {crc:08x} {size}\n" for name, crc, size in sorted(entries))
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------
@@ -311,18 +333,66 @@ class NpzReader:
                 key, f"{key!r} is missing; found {sorted(self.members) or 'no arrays'}"
             ) from None
 
+    def fingerprint(self) -> str:
+        """:func:`fingerprint` of every member, from the central directory."""
+        entries = [
+            (info.filename, info.CRC, info.file_size)
+            for info in self._zip.infolist()
+            if not info.filename.endswith("/")
+        ]
+        return fingerprint(entries)
+
+    def _payload_offset(self, info: zipfile.ZipInfo) -> int:
+        """Where the member's stored or compressed bytes start in the archive."""
+        if info.flag_bits & 0x1:
+            raise RuntimeError(f"member {info.filename!r} is encrypted")
+        with open(self.path, "rb") as handle:
+            handle.seek(info.header_offset)
+            fields = _LOCAL_HEADER.unpack(handle.read(_LOCAL_HEADER.size))
+            magic, name_size, extra_size = fields[0], int(fields[10]), int(fields[11])
+            name = handle.read(name_size)
+        if magic != _LOCAL_MAGIC:
+            raise zipfile.BadZipFile(f"no local file header for {info.filename!r}")
+        encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+        if name != info.orig_filename.encode(encoding):
+            raise zipfile.BadZipFile(f"member {info.filename!r} has a different local name")
+        offset: int = info.header_offset + _LOCAL_HEADER.size + name_size + extra_size
+        return offset
+
+    def _pieces(self, member: Member, sizes: Iterator[int]) -> Iterator[bytes]:
+        """The member's uncompressed bytes, cut to ``sizes`` (shorter only at its end)."""
+        info = member.info
+        if info.compress_type == zipfile.ZIP_STORED:
+            return _stored(self.path, self._payload_offset(info), sizes)
+        if info.compress_type == zipfile.ZIP_DEFLATED:
+            pieces = _inflate(self.path, self._payload_offset(info), info.compress_size, sizes)
+            return _in_thread(pieces) if info.compress_size > _THREAD_BYTES else pieces
+        return _unzipped(self._zip, info, sizes)
+
     def _chunks(self, member: Member, chunk_bytes: int) -> Iterator[bytes]:
-        """Yield the member's data bytes in chunks of at most ``chunk_bytes``."""
+        """Yield the member's data bytes in chunks of ``chunk_bytes`` (the last may be less).
+
+        Stored and deflated members are read straight from the file, and a large deflated
+        member is inflated in a thread of its own while the caller works on the previous
+        chunk. The member's CRC-32 is checked once all of it has been read.
+        """
+        info = member.info
         remaining = member.nbytes
+        crc = 0
         try:
-            with self._zip.open(member.info) as stream:
-                stream.read(member.header_size)
-                while remaining:
-                    block = stream.read(min(chunk_bytes, remaining))
-                    if not block:
-                        break
-                    remaining -= len(block)
-                    yield block
+            pieces = self._pieces(member, _sizes(member.header_size, remaining, chunk_bytes))
+            try:
+                header = next(pieces, b"")
+                crc = zlib.crc32(header)
+                if len(header) == member.header_size:
+                    for block in pieces:
+                        crc = zlib.crc32(block, crc)
+                        remaining -= len(block)
+                        yield block
+            finally:
+                close = getattr(pieces, "close", None)
+                if close is not None:
+                    close()
         except (*_DAMAGED, OSError) as exc:
             raise self._fail(
                 member.key, f"{member.key!r} cannot be read ({exc}); the file is damaged"
@@ -331,6 +401,12 @@ class NpzReader:
             raise self._fail(
                 member.key,
                 f"{member.key!r} ends {remaining} bytes early; the file is truncated",
+            )
+        if info.file_size == member.header_size + member.nbytes and crc != info.CRC:
+            raise self._fail(
+                member.key,
+                f"{member.key!r} cannot be read (its CRC-32 is {crc:08x} but the archive"
+                f" records {info.CRC:08x}); the file is damaged",
             )
 
     def read(self, key: str, hasher: ContentHasher | None = None) -> NDArray[Any]:
@@ -363,13 +439,17 @@ class NpzReader:
         hasher: ContentHasher | None = None,
         chunk_bytes: int = CHUNK_BYTES,
         visit: Callable[[NDArray[Any]], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> NDArray[Any]:
-        """Return ``array.take(indices, axis)`` for ``axis`` 0 or last, streaming the member.
+        """Return ``array.take(indices, axis)`` for ``axis`` 0 or last.
 
-        Memory stays at the output plus one chunk. Fortran-ordered or big-endian
-        members are read whole (they are rare: ``np.save`` writes C order).
-        ``visit`` is called with every part of the member, so that all of it can be
-        checked, not only the positions kept.
+        Along axis 0 of a stored member, only the selected rows are read (a stored member
+        is a plain byte range). Otherwise the member is streamed once in chunks, and
+        memory stays at the output plus one chunk. Fortran-ordered or big-endian members
+        are read whole (they are rare: ``np.save`` writes C order). ``hasher`` digests,
+        and ``visit`` sees, every part of the member, so both make it stream: all of it
+        is then read and can be checked, not only the positions kept. ``progress(done,
+        total)`` reports the member's bytes read so far.
         """
         import numpy as np
 
@@ -386,23 +466,65 @@ class NpzReader:
             whole = self.read(key, hasher)
             if visit is not None:
                 visit(whole)
+            if progress is not None:
+                progress(member.nbytes, member.nbytes)
             return whole.take(index, axis=axis)
+        seekable = member.info.compress_type == zipfile.ZIP_STORED
+        if axis == 0 and seekable and hasher is None and visit is None:
+            out = self._seek_rows(member, index)
+            if progress is not None:
+                progress(out.nbytes, out.nbytes)
+            return out
         digest = hasher.begin(key, member.dtype, member.shape) if hasher else None
+        row = member.shape[1:] if axis == 0 else member.shape[-1:]
+        row_bytes = math.prod(row) * member.dtype.itemsize
+        blocks = self._blocks(member, row_bytes, digest, chunk_bytes, progress)
         if axis == 0:
-            out = self._take_rows(member, index, digest, chunk_bytes, visit)
+            out = _take_rows(member, index, blocks, visit)
         else:
-            out = self._take_columns(member, index, digest, chunk_bytes, visit)
+            out = _take_columns(member, index, blocks, visit)
         if hasher is not None and digest is not None:
             hasher.finish(key, digest)
         return out
 
+    def _seek_rows(self, member: Member, index: NDArray[Any]) -> NDArray[Any]:
+        """Rows ``index`` of a stored member, each read where it lies in the file."""
+        import numpy as np
+
+        row_shape = member.shape[1:]
+        row_bytes = math.prod(row_shape) * member.dtype.itemsize
+        out = np.empty((index.size, *row_shape), dtype=member.dtype)
+        target = memoryview(out.reshape(-1).view(np.uint8).data)
+        try:
+            start = self._payload_offset(member.info) + member.header_size
+            with open(self.path, "rb") as handle:
+                for position, row in enumerate(index.tolist()):
+                    handle.seek(start + row * row_bytes)
+                    into = target[position * row_bytes : (position + 1) * row_bytes]
+                    if handle.readinto(into) != row_bytes:
+                        raise self._fail(
+                            member.key,
+                            f"{member.key!r} ends before row {row}; the file is truncated",
+                        )
+        except (*_DAMAGED, OSError) as exc:
+            raise self._fail(
+                member.key, f"{member.key!r} cannot be read ({exc}); the file is damaged"
+            ) from None
+        return out
+
     def _blocks(
-        self, member: Member, row_bytes: int, digest: hashlib._Hash | None, chunk_bytes: int
+        self,
+        member: Member,
+        row_bytes: int,
+        digest: hashlib._Hash | None,
+        chunk_bytes: int,
+        progress: Callable[[int, int], None] | None,
     ) -> Iterator[tuple[int, bytes]]:
         """Yield ``(first_row, data)`` with whole rows of ``row_bytes`` each."""
         rows_per_chunk = max(1, chunk_bytes // max(row_bytes, 1))
         pending = b""
         row = 0
+        done = 0
         for block in self._chunks(member, rows_per_chunk * row_bytes):
             if digest is not None:
                 digest.update(block)
@@ -412,53 +534,159 @@ class NpzReader:
                 yield row, data[:whole]
                 row += whole // row_bytes
             pending = data[whole:]
+            done += len(block)
+            if progress is not None:
+                progress(done, member.nbytes)
 
-    def _take_rows(
-        self,
-        member: Member,
-        index: NDArray[Any],
-        digest: hashlib._Hash | None,
-        chunk_bytes: int,
-        visit: Callable[[NDArray[Any]], None] | None = None,
-    ) -> NDArray[Any]:
-        import numpy as np
 
-        row_shape = member.shape[1:]
-        row_bytes = math.prod(row_shape) * member.dtype.itemsize
-        out = np.empty((index.size, *row_shape), dtype=member.dtype)
-        order = np.argsort(index, kind="stable")
-        sorted_index = index[order]
-        for first, data in self._blocks(member, row_bytes, digest, chunk_bytes):
-            count = len(data) // row_bytes
-            lo = np.searchsorted(sorted_index, first, side="left")
-            hi = np.searchsorted(sorted_index, first + count, side="left")
-            if hi > lo or visit is not None:
-                rows = np.frombuffer(data, dtype=member.dtype).reshape((count, *row_shape))
-                if visit is not None:
-                    visit(rows)
-                out[order[lo:hi]] = rows[sorted_index[lo:hi] - first]
-        return out
+def _take_rows(
+    member: Member,
+    index: NDArray[Any],
+    blocks: Iterator[tuple[int, bytes]],
+    visit: Callable[[NDArray[Any]], None] | None,
+) -> NDArray[Any]:
+    import numpy as np
 
-    def _take_columns(
-        self,
-        member: Member,
-        index: NDArray[Any],
-        digest: hashlib._Hash | None,
-        chunk_bytes: int,
-        visit: Callable[[NDArray[Any]], None] | None = None,
-    ) -> NDArray[Any]:
-        import numpy as np
-
-        last = member.shape[-1]
-        row_bytes = last * member.dtype.itemsize
-        n_rows = math.prod(member.shape[:-1])
-        out = np.empty((n_rows, index.size), dtype=member.dtype)
-        for first, data in self._blocks(member, row_bytes, digest, chunk_bytes):
-            rows: NDArray[Any] = np.frombuffer(data, dtype=member.dtype).reshape((-1, last))
+    row_shape = member.shape[1:]
+    row_bytes = math.prod(row_shape) * member.dtype.itemsize
+    out = np.empty((index.size, *row_shape), dtype=member.dtype)
+    order = np.argsort(index, kind="stable")
+    sorted_index = index[order]
+    for first, data in blocks:
+        count = len(data) // row_bytes
+        lo = np.searchsorted(sorted_index, first, side="left")
+        hi = np.searchsorted(sorted_index, first + count, side="left")
+        if hi > lo or visit is not None:
+            rows = np.frombuffer(data, dtype=member.dtype).reshape((count, *row_shape))
             if visit is not None:
                 visit(rows)
-            out[first : first + rows.shape[0]] = rows[:, index]
-        return out.reshape((*member.shape[:-1], index.size))
+            out[order[lo:hi]] = rows[sorted_index[lo:hi] - first]
+    return out
+
+
+def _take_columns(
+    member: Member,
+    index: NDArray[Any],
+    blocks: Iterator[tuple[int, bytes]],
+    visit: Callable[[NDArray[Any]], None] | None,
+) -> NDArray[Any]:
+    import numpy as np
+
+    last = member.shape[-1]
+    out = np.empty((math.prod(member.shape[:-1]), index.size), dtype=member.dtype)
+    for first, data in blocks:
+        rows: NDArray[Any] = np.frombuffer(data, dtype=member.dtype).reshape((-1, last))
+        if visit is not None:
+            visit(rows)
+        out[first : first + rows.shape[0]] = rows[:, index]
+    return out.reshape((*member.shape[:-1], index.size))
+
+
+def _sizes(header: int, data: int, chunk: int) -> Iterator[int]:
+    """The header's size, then ``data`` cut into ``chunk``-sized pieces."""
+    yield header
+    while data > 0:
+        yield min(chunk, data)
+        data -= chunk
+
+
+def _stored(path: Path, offset: int, sizes: Iterator[int]) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        for want in sizes:
+            piece = handle.read(want)
+            yield piece
+            if len(piece) < want:
+                return
+
+
+def _inflate(path: Path, offset: int, size: int, sizes: Iterator[int]) -> Iterator[bytes]:
+    """Inflate the raw deflate stream of ``size`` bytes at ``offset``, cut to ``sizes``."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        left = size
+        data = b""
+        for want in sizes:
+            parts: list[bytes] = []
+            got = 0
+            while got < want:
+                if not data:
+                    if left <= 0 or inflater.eof:
+                        break
+                    data = handle.read(min(_READ_BYTES, left))
+                    if not data:
+                        break
+                    left -= len(data)
+                before = len(data)
+                out = inflater.decompress(data, want - got)
+                data = inflater.unconsumed_tail
+                if out:
+                    parts.append(out)
+                    got += len(out)
+                elif inflater.eof or len(data) == before:
+                    break
+            yield parts[0] if len(parts) == 1 else b"".join(parts)
+            if got < want:
+                return
+
+
+def _unzipped(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, sizes: Iterator[int]
+) -> Iterator[bytes]:
+    """Any other compression method, through zipfile."""
+    with archive.open(info) as stream:
+        for want in sizes:
+            piece = stream.read(want)
+            yield piece
+            if len(piece) < want:
+                return
+
+
+_DONE = object()
+
+
+def _in_thread(pieces: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+    """Run ``pieces`` in a thread of its own, at most ``depth`` pieces ahead of the caller.
+
+    zlib releases the GIL while it inflates, so inflating overlaps with what the caller
+    does with the previous piece. An error in the thread is raised in the caller.
+    """
+    handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.05)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def produce() -> None:
+        try:
+            for piece in pieces:
+                if not put(piece):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed over and raised by the caller
+            put(exc)
+
+    worker = threading.Thread(target=produce, name="ptycho-fixture-inflate", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, bytes)
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 @dataclass(frozen=True)

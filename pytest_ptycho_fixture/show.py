@@ -32,8 +32,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 PLOT_EXTRA_HINT = (
-    "the show command needs matplotlib, an optional extra:"
-    " pip install pytest-ptycho-fixture[plot]"
+    "the show command needs matplotlib, an optional extra: pip install pytest-ptycho-fixture[plot]"
 )
 PATTERNS = 8
 DPI = 80
@@ -164,7 +163,9 @@ def load_view(
     label = meta.get("source_dataset") if meta else None
     if isinstance(label, str) and label:
         positions, note = _source_positions(label, fixture)
-    return FixtureView(fixture, loaded.arrays, loaded.content_sha256, sidecar, meta, positions, note)
+    return FixtureView(
+        fixture, loaded.arrays, loaded.content_sha256, sidecar, meta, positions, note
+    )
 
 
 # -- drawing ------------------------------------------------------------------------

@@ -51,15 +51,16 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     digest = data.get("content_sha256")
     if not isinstance(digest, str) or len(digest) != 64:
         raise ContractError(
-            path, "content_sha256", f"'content_sha256' is {digest!r} but a 64-digit SHA-256 is required"
+            path,
+            "content_sha256",
+            f"'content_sha256' is {digest!r} but a 64-digit SHA-256 is required",
         )
     arrays = data.get("arrays")
     if not isinstance(arrays, dict) or not all(
-        isinstance(entry, dict) and isinstance(entry.get("sha256"), str) for entry in arrays.values()
+        isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+        for entry in arrays.values()
     ):
-        raise ContractError(
-            path, "arrays", "'arrays' must map each key to {shape, dtype, sha256}"
-        )
+        raise ContractError(path, "arrays", "'arrays' must map each key to {shape, dtype, sha256}")
     combined = combine_digests({key: entry["sha256"] for key, entry in arrays.items()})
     if combined != digest:
         raise ContractError(

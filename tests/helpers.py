@@ -196,6 +196,10 @@ def _amplitudes_with(index: tuple[int, ...], value: float) -> Callable[[Path], P
     return build
 
 
+#: Position 2 is not among the stratified 64 of 100 (0, 1, 3, 4, 6, ...).
+SKIPPED_NAN = _amplitudes_with((10, 20, 2), np.nan)
+
+
 def _not_a_zip(folder: Path) -> Path:
     path = folder / "source.npz"
     path.write_bytes(b"diffraction,xcoords,ycoords\n1,2,3\n")
@@ -280,10 +284,18 @@ BAD_SOURCES: tuple[Bad, ...] = (
         ("holds Python objects (dtype object)", "pickled arrays are never loaded"),
     ),
     Bad(
-        "a NaN amplitude in a pattern the subset skips",
-        _amplitudes_with((10, 20, 2), np.nan),
+        "a NaN amplitude in a pattern the subset skips, with the source verified",
+        SKIPPED_NAN,
         "diffraction",
-        ("has 1 non-finite values (NaN or inf)", "finite amplitudes are required"),
+        ("has 1 non-finite values (NaN or inf) but finite amplitudes are required",),
+        {"verify_source": True},
+        ("--verify-source",),
+    ),
+    Bad(
+        "a NaN amplitude in a selected pattern",
+        _amplitudes_with((10, 20, 3), np.nan),
+        "diffraction",
+        ("has 1 non-finite values (NaN or inf) in the selected patterns but finite",),
     ),
     Bad(
         "an infinite amplitude",

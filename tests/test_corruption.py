@@ -176,7 +176,7 @@ NPZ_DAMAGE = (
     Damage(
         "a flipped bit in the central directory",
         _central_directory_bit,
-        ("was damaged ('diffraction' cannot be read (Bad CRC-32 for file 'diffraction.npy')",),
+        ("was damaged ('diffraction' cannot be read (its CRC-32 is", "the file is damaged"),
     ),
     Damage(
         "a changed diffraction value in a valid zip",

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from helpers import (
     BAD_SOURCES,
+    SKIPPED_NAN,
     Bad,
     folder_entries,
     generate_unprivileged,
@@ -362,11 +363,103 @@ def test_the_sidecar_digests_are_those_of_the_file_and_of_each_array(
     }
 
 
-def test_the_source_digest_is_the_content_digest_of_the_source_arrays(
+def test_a_verified_source_records_the_content_digest_of_its_arrays(
     legacy: Path, out: Path
 ) -> None:
-    data = sidecar_of(generate_fixture(legacy, out / "fixture.npz", compress=False))
+    result = generate_fixture(legacy, out / "fixture.npz", verify_source=True)
+    data = sidecar_of(result)
     assert data["source_content_sha256"] == recompute_content_sha256(source_arrays())[0]
+    assert not any("read in part" in note for note in data["validation_notes"])
+
+
+def _central_directory_fingerprint(path: Path) -> str:
+    with zipfile.ZipFile(path) as archive:
+        lines = sorted(f"{i.filename} {i.CRC:08x} {i.file_size}\n" for i in archive.infolist())
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+@pytest.mark.parametrize("verify_source", [False, True])
+def test_the_source_fingerprint_comes_from_its_zip_directory_alone(
+    legacy: Path, out: Path, verify_source: bool
+) -> None:
+    result = generate_fixture(legacy, out / "fixture.npz", verify_source=verify_source)
+    assert sidecar_of(result)["source_fingerprint"] == _central_directory_fingerprint(legacy)
+
+
+def test_by_default_the_source_is_read_in_part_and_its_digest_is_null(
+    legacy: Path, out: Path
+) -> None:
+    data = sidecar_of(generate_fixture(legacy, out / "fixture.npz"))
+    assert data["source_content_sha256"] is None
+    assert "source read in part: only the 64 selected patterns were read and checked" in (
+        "\n".join(data["validation_notes"])
+    )
+
+
+def test_a_nan_in_a_pattern_the_subset_skips_is_not_read_unless_the_source_is_verified(
+    tmp_path: Path, out: Path
+) -> None:
+    clean = write_source(tmp_path / "clean.npz")
+    (tmp_path / "bad").mkdir()
+    bad = SKIPPED_NAN(tmp_path / "bad")
+    from_bad = generate_fixture(bad, out / "bad.npz")
+    from_clean = generate_fixture(clean, out / "clean.npz")
+    assert load_npz(from_bad.output_path).content_sha256 == (
+        load_npz(from_clean.output_path).content_sha256
+    )
+    with pytest.raises(ContractError, match="has 1 non-finite values"):
+        generate_fixture(bad, out / "verified.npz", verify_source=True)
+
+
+def _canonical_stored(path: Path, positions: int, detector: int) -> Path:
+    """A stored (N,H,W) float64 source: amplitude ``n / positions`` in pattern ``n``."""
+    arrays = source_arrays(positions=positions, layout="NHW")
+    levels = np.arange(positions, dtype=np.float64) / positions
+    arrays["diffraction"] = np.broadcast_to(
+        levels[:, None, None], (positions, detector, detector)
+    ).copy()
+    arrays["probeGuess"] = np.ones((detector, detector), dtype=np.complex128)
+    return write_source(path, arrays)
+
+
+def test_from_a_stored_canonical_source_only_the_selected_patterns_are_read(
+    tmp_path: Path, out: Path
+) -> None:
+    # 2000 patterns of 128x128 float64: 262 MB, of which the 64 selected are 8.4 MB.
+    source = _canonical_stored(tmp_path / "big.npz", 2000, 128)
+    io = Path("/proc/self/io")
+    before = int(io.read_text().split("rchar:")[1].split()[0])
+    result = generate_fixture(source, out / "fixture.npz", compress=False)
+    read = int(io.read_text().split("rchar:")[1].split()[0]) - before
+    # The selected patterns, the small arrays, and the written file once more (its digest).
+    selected = 64 * 128 * 128 * 8
+    bound = selected + result.output_path.stat().st_size + (4 << 20)
+    assert read < bound, f"read {read} bytes of a {source.stat().st_size}-byte source"
+    diffraction = load_npz(result.output_path).arrays["diffraction"]
+    expected = np.asarray(stratified(2000, 64), dtype=np.float64) / 2000
+    assert np.array_equal(diffraction[:, 5, 7], expected.astype(np.float32))
+
+
+def test_bytes_outside_the_selected_patterns_of_a_stored_source_are_never_read(
+    tmp_path: Path, out: Path
+) -> None:
+    source = _canonical_stored(tmp_path / "source.npz", 200, 64)
+    clean = load_npz(generate_fixture(source, out / "clean.npz").output_path).content_sha256
+    with zipfile.ZipFile(source) as archive:
+        info = archive.getinfo("diffraction.npy")
+    with open(source, "r+b") as handle:
+        handle.seek(info.header_offset + 30 + len(info.filename))
+        data = bytearray(handle.read(info.file_size))
+        start = data.index(b"\n") + 1  # end of the .npy header
+        pattern = 64 * 64 * 8
+        skipped = 1  # stratified 64 of 200: 0, 3, 6, ...
+        data[start + skipped * pattern : start + (skipped + 1) * pattern] = b"\xff" * pattern
+        handle.seek(info.header_offset + 30 + len(info.filename))
+        handle.write(data)
+    again = generate_fixture(source, out / "again.npz")
+    assert load_npz(again.output_path).content_sha256 == clean
+    with pytest.raises(ContractError, match="CRC-32"):
+        generate_fixture(source, out / "verified.npz", verify_source=True)
 
 
 def test_it_records_the_transpose_and_each_cast_it_applied(legacy: Path, out: Path) -> None:

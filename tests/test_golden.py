@@ -7,6 +7,9 @@ To recompute the constants after an intended change to the simulator or the gene
     ptycho-fixture generate --output /tmp/minimal_dataset_v1.npz   # prints content_sha256
     python -c "from pytest_ptycho_fixture import simulate_source, content_digests; \
 print(content_digests(simulate_source())[0])"                     # the full source
+    ptycho-fixture simulate --output /tmp/source.npz &&
+    python -c "from pytest_ptycho_fixture.npzio import NpzReader; \
+print(NpzReader('/tmp/source.npz').fingerprint())"                # its fingerprint
 
 then copy the new sidecar to ``pytest_ptycho_fixture/data/minimal_dataset_v1.json``.
 """
@@ -24,14 +27,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_ptycho_fixture.generate import SYNTHETIC_SOURCE_CONTENT_SHA256, generate_fixture
-from pytest_ptycho_fixture.npzio import content_digests, load_npz
+from pytest_ptycho_fixture.generate import (
+    SYNTHETIC_SOURCE_CONTENT_SHA256,
+    SYNTHETIC_SOURCE_FINGERPRINT,
+    generate_fixture,
+)
+from pytest_ptycho_fixture.npzio import NpzReader, content_digests, load_npz, write_npz
 from pytest_ptycho_fixture.simulate import simulate_source
 
 pytestmark = pytest.mark.golden
 
 GOLDEN_CONTENT_SHA256 = "fb14020c26b228c399f3717069b42c677ea8bb66094e1bba90798d3131802d93"
 GOLDEN_SOURCE_CONTENT_SHA256 = "baa884e4ddd3cfafb94e1f1c0180ef2db71cb9b6c2ef4a94868da2a2c3827a32"
+GOLDEN_SOURCE_FINGERPRINT = "a3c477d589eab5b1920b573796a1c1088a274f5936bfabb095c4379a06f8ef7a"
 
 _DIGEST_SCRIPT = """
 import sys, tempfile, pathlib
@@ -59,6 +67,7 @@ def test_the_built_in_default_fixture_has_the_golden_content_digest(tmp_path: Pa
     sidecar = json.loads(result.metadata_path.read_text())
     assert sidecar["content_sha256"] == GOLDEN_CONTENT_SHA256
     assert sidecar["source_content_sha256"] == GOLDEN_SOURCE_CONTENT_SHA256
+    assert sidecar["source_fingerprint"] == GOLDEN_SOURCE_FINGERPRINT
 
 
 def test_the_shipped_sidecar_records_the_golden_digest_and_its_arrays(tmp_path: Path) -> None:
@@ -71,9 +80,18 @@ def test_the_shipped_sidecar_records_the_golden_digest_and_its_arrays(tmp_path: 
     )
 
 
-def test_the_full_synthetic_source_has_the_recorded_content_digest() -> None:
+def test_the_full_synthetic_source_has_the_recorded_content_digest_and_fingerprint(
+    tmp_path: Path,
+) -> None:
     assert SYNTHETIC_SOURCE_CONTENT_SHA256 == GOLDEN_SOURCE_CONTENT_SHA256
-    assert content_digests(simulate_source())[0] == GOLDEN_SOURCE_CONTENT_SHA256
+    assert SYNTHETIC_SOURCE_FINGERPRINT == GOLDEN_SOURCE_FINGERPRINT
+    source = simulate_source()
+    assert content_digests(source)[0] == GOLDEN_SOURCE_CONTENT_SHA256
+    # What `ptycho-fixture simulate` writes, compressed or not.
+    for compress in (True, False):
+        write_npz(tmp_path / "source.npz", source, compress=compress)
+        with NpzReader(tmp_path / "source.npz") as reader:
+            assert reader.fingerprint() == GOLDEN_SOURCE_FINGERPRINT
 
 
 def test_the_golden_digest_holds_with_simd_dispatch_disabled() -> None:
