@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
+#: Bytes read from a member; valid until the next chunk is asked for.
+Chunk = bytes | memoryview
 #: Refuse members whose header declares more than this many bytes (64 GiB).
 DEFAULT_MAX_BYTES = 64 << 30
 CHUNK_BYTES = 8 << 20
@@ -47,8 +49,7 @@ _READ_BYTES = 4 << 20
 _THREAD_BYTES = 4 << 20
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_MAGIC = b"PK\x03\x04"
-COMPRESS_LEVEL = 6
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+COMPRESS_LEVEL = 1
 _NPY_MAGIC = b"\x93NUMPY"
 _NPY_ALIGN = 64
 #: Deflate cannot expand data by more than this factor.
@@ -174,31 +175,24 @@ def write_npz_to(
     compress: bool = True,
     path: object = "<npz>",
 ) -> str:
-    """Write a byte-reproducible NPZ to an empty, seekable ``handle``; return its SHA-256.
+    """Write a byte-reproducible NPZ to an empty ``handle``; return its SHA-256.
 
-    Members are sorted by key, with fixed timestamps, permissions and OS field,
-    ``.npy`` 1.0 headers, C order, little-endian, and deflate level 6 (or stored).
+    Members are sorted by key, with ``.npy`` 1.0 headers, C order, little-endian, and
+    deflate level 1 (or stored); see :mod:`.zipwrite` for the container.
     """
     import numpy as np
 
-    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    with zipfile.ZipFile(handle, "w", allowZip64=True) as archive:
-        for key in sorted(arrays):
-            array = np.asarray(arrays[key])
-            check_not_object(path, key, array.dtype)
-            # Not ascontiguousarray: that turns a 0-d array into shape (1,).
-            array = np.asarray(array, dtype=_le(array.dtype), order="C")
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
-            info.create_system = 3
-            info.external_attr = 0o100644 << 16
-            payload = npy_header(array.dtype, array.shape) + array.tobytes()
-            archive.writestr(info, payload, compress_type=method, compresslevel=COMPRESS_LEVEL)
-    handle.flush()
-    handle.seek(0)
-    digest = hashlib.sha256()
-    for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
-        digest.update(block)
-    return digest.hexdigest()
+    from .zipwrite import Entry, write_zip
+
+    entries = []
+    for key in sorted(arrays):
+        array = np.asarray(arrays[key])
+        check_not_object(path, key, array.dtype)
+        # Not ascontiguousarray: that turns a 0-d array into shape (1,).
+        array = np.asarray(array, dtype=_le(array.dtype), order="C")
+        data = memoryview(array.reshape(-1).view(np.uint8).data)
+        entries.append(Entry(f"{key}.npy", npy_header(array.dtype, array.shape), data))
+    return write_zip(handle, entries, compress=compress, level=COMPRESS_LEVEL)
 
 
 # ---------------------------------------------------------------------------
@@ -359,7 +353,7 @@ class NpzReader:
         offset: int = info.header_offset + _LOCAL_HEADER.size + name_size + extra_size
         return offset
 
-    def _pieces(self, member: Member, sizes: Iterator[int]) -> Iterator[bytes]:
+    def _pieces(self, member: Member, sizes: Iterator[int]) -> Iterator[Chunk]:
         """The member's uncompressed bytes, cut to ``sizes`` (shorter only at its end)."""
         info = member.info
         if info.compress_type == zipfile.ZIP_STORED:
@@ -369,8 +363,10 @@ class NpzReader:
             return _in_thread(pieces) if info.compress_size > _THREAD_BYTES else pieces
         return _unzipped(self._zip, info, sizes)
 
-    def _chunks(self, member: Member, chunk_bytes: int) -> Iterator[bytes]:
+    def _chunks(self, member: Member, chunk_bytes: int) -> Iterator[Chunk]:
         """Yield the member's data bytes in chunks of ``chunk_bytes`` (the last may be less).
+
+        A chunk is valid until the next one is asked for: its buffer may be reused.
 
         Stored and deflated members are read straight from the file, and a large deflated
         member is inflated in a thread of its own while the caller works on the previous
@@ -519,7 +515,7 @@ class NpzReader:
         digest: hashlib._Hash | None,
         chunk_bytes: int,
         progress: Callable[[int, int], None] | None,
-    ) -> Iterator[tuple[int, bytes]]:
+    ) -> Iterator[tuple[int, Chunk]]:
         """Yield ``(first_row, data)`` with whole rows of ``row_bytes`` each."""
         rows_per_chunk = max(1, chunk_bytes // max(row_bytes, 1))
         pending = b""
@@ -533,7 +529,8 @@ class NpzReader:
             if whole:
                 yield row, data[:whole]
                 row += whole // row_bytes
-            pending = data[whole:]
+            # Copied: the block's buffer is reused for the next one.
+            pending = bytes(data[whole:])
             done += len(block)
             if progress is not None:
                 progress(done, member.nbytes)
@@ -542,7 +539,7 @@ class NpzReader:
 def _take_rows(
     member: Member,
     index: NDArray[Any],
-    blocks: Iterator[tuple[int, bytes]],
+    blocks: Iterator[tuple[int, Chunk]],
     visit: Callable[[NDArray[Any]], None] | None,
 ) -> NDArray[Any]:
     import numpy as np
@@ -567,7 +564,7 @@ def _take_rows(
 def _take_columns(
     member: Member,
     index: NDArray[Any],
-    blocks: Iterator[tuple[int, bytes]],
+    blocks: Iterator[tuple[int, Chunk]],
     visit: Callable[[NDArray[Any]], None] | None,
 ) -> NDArray[Any]:
     import numpy as np
@@ -590,17 +587,21 @@ def _sizes(header: int, data: int, chunk: int) -> Iterator[int]:
         data -= chunk
 
 
-def _stored(path: Path, offset: int, sizes: Iterator[int]) -> Iterator[bytes]:
+def _stored(path: Path, offset: int, sizes: Iterator[int]) -> Iterator[Chunk]:
+    """The bytes at ``offset``, cut to ``sizes``, read into one reused buffer."""
+    buffer = bytearray()
     with open(path, "rb") as handle:
         handle.seek(offset)
         for want in sizes:
-            piece = handle.read(want)
-            yield piece
-            if len(piece) < want:
+            if len(buffer) < want:
+                buffer = bytearray(want)
+            got = handle.readinto(memoryview(buffer)[:want])
+            yield memoryview(buffer)[:got]
+            if got < want:
                 return
 
 
-def _inflate(path: Path, offset: int, size: int, sizes: Iterator[int]) -> Iterator[bytes]:
+def _inflate(path: Path, offset: int, size: int, sizes: Iterator[int]) -> Iterator[Chunk]:
     """Inflate the raw deflate stream of ``size`` bytes at ``offset``, cut to ``sizes``."""
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     with open(path, "rb") as handle:
@@ -646,7 +647,7 @@ def _unzipped(
 _DONE = object()
 
 
-def _in_thread(pieces: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+def _in_thread(pieces: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
     """Run ``pieces`` in a thread of its own, at most ``depth`` pieces ahead of the caller.
 
     zlib releases the GIL while it inflates, so inflating overlaps with what the caller
@@ -682,7 +683,7 @@ def _in_thread(pieces: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
                 return
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, bytes)
+            assert isinstance(item, (bytes, memoryview))
             yield item
     finally:
         stop.set()

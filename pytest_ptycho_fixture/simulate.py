@@ -34,6 +34,9 @@ built only from the latter:
 from __future__ import annotations
 
 import math
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
@@ -63,6 +66,8 @@ Y_RANGE: tuple[float, float] = (35.8, 79.1)
 
 _LAYOUTS = ("HWN", "NHW")
 _BATCH = 128
+#: Threads that simulate batches of positions at once (numpy releases the GIL).
+_WORKERS = min(os.cpu_count() or 1, 8)
 
 _MASK64 = (1 << 64) - 1
 _TWO_POW_53 = 9007199254740992.0
@@ -124,6 +129,21 @@ def _uniform(stream: int, index: int) -> float:
     h = _splitmix64(_splitmix64(stream) ^ (index & _MASK64))
     # 53 bits divided by 2**53: exact.
     return (h >> 11) / _TWO_POW_53
+
+
+def _uniforms(stream: int, count: int) -> NDArray[np.float64]:
+    """``_uniform(stream, k)`` for ``k < count``, bit for bit, computed at once.
+
+    uint64 arithmetic wraps modulo 2**64 as the masks above do, and the 53-bit values
+    convert to float64 and divide by 2**53 exactly.
+    """
+    z = np.arange(count, dtype=np.uint64) ^ np.uint64(_splitmix64(stream))
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    values: NDArray[np.float64] = (z >> np.uint64(11)).astype(np.float64) / _TWO_POW_53
+    return values
 
 
 # ------------------------------------------------------------------------ cos / sin
@@ -392,8 +412,8 @@ def forward(
     norm = math.sqrt(float(h * w))
 
     result = np.empty((xs.size, h, w), dtype=np.float64)
-    for start in range(0, xs.size, _BATCH):
-        stop = min(start + _BATCH, xs.size)
+
+    def simulate(start: int, stop: int) -> None:
         pr, pi = _extract_patches(obj_re, obj_im, xs[start:stop], ys[start:stop], (h, w))
         er = pr * probe_re - pi * probe_im
         ei = pr * probe_im + pi * probe_re
@@ -406,9 +426,58 @@ def forward(
         fi = fi / norm
         amp = np.sqrt(fr * fr + fi * fi)
         result[start:stop] = np.roll(amp, (h // 2, w // 2), axis=(1, 2))
-        if progress is not None:
-            progress(stop, xs.size)
+
+    # Rows are independent, so batches may run in any order, in several threads.
+    workers = max(1, min(_WORKERS, xs.size // 16))
+    size = max(1, min(_BATCH, -(-xs.size // workers)))
+    batches = [(start, min(start + size, xs.size)) for start in range(0, xs.size, size)]
+    _run_batches(simulate, batches, workers, progress, xs.size)
     return result
+
+
+def _run_batches(
+    work: Callable[[int, int], None],
+    batches: list[tuple[int, int]],
+    workers: int,
+    progress: Progress | None,
+    total: int,
+) -> None:
+    """Call ``work(start, stop)`` for every batch, in ``workers`` threads.
+
+    ``progress(done, total)`` is called, one call at a time, after each batch.
+    """
+    pending = iter(batches)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    done = 0
+
+    def worker() -> None:
+        nonlocal done
+        while not errors:
+            with lock:
+                batch = next(pending, None)
+            if batch is None:
+                return
+            try:
+                work(*batch)
+            except BaseException as exc:  # noqa: BLE001 - raised by the caller after join
+                errors.append(exc)
+                return
+            if progress is not None:
+                with lock:
+                    done += batch[1] - batch[0]
+                    progress(done, total)
+
+    if workers <= 1 or len(batches) <= 1:
+        worker()
+    else:
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
 
 
 # ------------------------------------------------------------- object, probe, scan
@@ -430,14 +499,15 @@ def _bump_field(stream: int, shape: tuple[int, int]) -> NDArray[np.float64]:
     """
     rows, cols = shape
     field = np.zeros(shape, dtype=np.float64)
+    draws = _uniforms(stream, 4 * _OBJECT_BUMPS).tolist()
     for b in range(_OBJECT_BUMPS):
-        cy = _uniform(stream, 4 * b) * rows
-        cx = _uniform(stream, 4 * b + 1) * cols
-        u = _uniform(stream, 4 * b + 2)
+        cy = draws[4 * b] * rows
+        cx = draws[4 * b + 1] * cols
+        u = draws[4 * b + 2]
         # Mostly small features with a few broad ones, for texture at several scales.
         size = 2.0 + 6.0 * u * u
         s2 = size * size
-        height = 2.0 * _uniform(stream, 4 * b + 3) - 1.0
+        height = 2.0 * draws[4 * b + 3] - 1.0
         # Beyond 6 sizes the bump is below 1/1300 of its height: not worth evaluating.
         reach = math.ceil(6.0 * size)
         r0, r1 = max(0, math.floor(cy) - reach), min(rows, math.floor(cy) + reach + 1)
@@ -514,14 +584,10 @@ def _raster_coordinates(positions: int) -> tuple[NDArray[np.float64], NDArray[np
     columns = math.isqrt(positions - 1) + 1  # ceil(sqrt(positions))
     base_x = [float(k % columns) for k in range(positions)]
     base_y = [float(k // columns) for k in range(positions)]
-    xs = np.array(
-        [bx + _JITTER * (2.0 * _uniform(_STREAM_JITTER_X, k) - 1.0) for k, bx in enumerate(base_x)],
-        dtype=np.float64,
-    )
-    ys = np.array(
-        [by + _JITTER * (2.0 * _uniform(_STREAM_JITTER_Y, k) - 1.0) for k, by in enumerate(base_y)],
-        dtype=np.float64,
-    )
+    jitter_x = _uniforms(_STREAM_JITTER_X, positions)
+    jitter_y = _uniforms(_STREAM_JITTER_Y, positions)
+    xs = np.array(base_x, dtype=np.float64) + _JITTER * (2.0 * jitter_x - 1.0)
+    ys = np.array(base_y, dtype=np.float64) + _JITTER * (2.0 * jitter_y - 1.0)
     return _fit_range(xs, *X_RANGE), _fit_range(ys, *Y_RANGE)
 
 

@@ -1,0 +1,205 @@
+"""A byte-reproducible zip writer, with members deflated in parallel.
+
+Every member gets the same fixed fields: 1980-01-01 00:00 timestamps, Unix permissions
+0644, no data descriptor, no comment, so the same members give the same bytes on every
+machine with the same zlib. Zip64 records are written only where a size or offset
+needs them, as zipfile does.
+
+Deflation is split into blocks of ``BLOCK_BYTES``, as pigz does: each block is deflated
+on its own, primed with the 32 KiB before it and ended with a sync flush, so the blocks
+join into one valid deflate stream. The blocks are fixed by the data, not by the number
+of threads, so the bytes do not depend on the machine; the threads deflate blocks at
+once (zlib releases the GIL). A member whose bytes equal an earlier one's (``diff3d``,
+the alias of ``diffraction``) reuses its compressed bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+STORED = 0
+DEFLATED = 8
+#: zipfile's limit too: sizes and offsets above it are written as Zip64.
+ZIP64_LIMIT = (1 << 31) - 1
+#: Bytes of a member deflated as one block.
+BLOCK_BYTES = 256 << 10
+#: Threads deflating blocks at once.
+WORKERS = min(os.cpu_count() or 1, 8)
+_WINDOW = 32 << 10
+
+_LOCAL = struct.Struct("<4s2B4HL2L2H")
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
+_END = struct.Struct("<4s4H2LH")
+_END64 = struct.Struct("<4sQ2H2L4Q")
+_LOCATOR64 = struct.Struct("<4sLQL")
+_DOS_TIME = 0
+_DOS_DATE = (0 << 9) | (1 << 5) | 1  # 1980-01-01
+_UNIX_FILE = 0o100644 << 16
+_MADE_ON_UNIX = 3
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One member: its name and its bytes, given as a header and a data buffer."""
+
+    name: str
+    header: bytes
+    data: memoryview
+
+
+@dataclass
+class _Packed:
+    crc: int
+    size: int
+    method: int
+    parts: list[bytes | memoryview]
+
+    @property
+    def packed_size(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+
+def write_zip(
+    handle: BinaryIO, entries: Sequence[Entry], *, compress: bool = True, level: int = 1
+) -> str:
+    """Write ``entries``, in order, as a zip archive to ``handle``; return its SHA-256."""
+    packed = _pack(entries, compress, level)
+    digest = hashlib.sha256()
+    offset = 0
+
+    def emit(*parts: bytes | memoryview) -> None:
+        nonlocal offset
+        for part in parts:
+            handle.write(part)
+            digest.update(part)
+            offset += len(part)
+
+    directory: list[bytes] = []
+    for entry, member in zip(entries, packed):
+        name, flags = _encode(entry.name)
+        start = offset
+        big = member.size > ZIP64_LIMIT or member.packed_size > ZIP64_LIMIT
+        far = start > ZIP64_LIMIT
+        version = 45 if big or far else 20
+        local_extra = struct.pack("<2H2Q", 1, 16, member.size, member.packed_size) if big else b""
+        sizes = (0xFFFFFFFF, 0xFFFFFFFF) if big else (member.packed_size, member.size)
+        emit(
+            _LOCAL.pack(
+                b"PK\x03\x04", version, 0, flags, member.method, _DOS_TIME, _DOS_DATE,
+                member.crc, *sizes, len(name), len(local_extra),
+            ),
+            name,
+            local_extra,
+            *member.parts,
+        )  # fmt: skip
+        wide = ([member.size, member.packed_size] if big else []) + ([start] if far else [])
+        extra = struct.pack(f"<2H{len(wide)}Q", 1, 8 * len(wide), *wide) if wide else b""
+        directory.append(
+            _CENTRAL.pack(
+                b"PK\x01\x02", version, _MADE_ON_UNIX, version, 0, flags, member.method,
+                _DOS_TIME, _DOS_DATE, member.crc, *sizes, len(name), len(extra), 0, 0, 0,
+                _UNIX_FILE, 0xFFFFFFFF if far else start,
+            )
+            + name
+            + extra
+        )  # fmt: skip
+    start = offset
+    emit(*directory)
+    size = offset - start
+    count = len(entries)
+    if count >= 0xFFFF or start > ZIP64_LIMIT or size > ZIP64_LIMIT:
+        end64 = offset
+        emit(
+            _END64.pack(b"PK\x06\x06", _END64.size - 12, 45, 45, 0, 0, count, count, size, start),
+            _LOCATOR64.pack(b"PK\x06\x07", 0, end64, 1),
+        )
+        count, size, start = min(count, 0xFFFF), min(size, 0xFFFFFFFF), min(start, 0xFFFFFFFF)
+    emit(_END.pack(b"PK\x05\x06", 0, 0, count, count, size, start, 0))
+    handle.flush()
+    return digest.hexdigest()
+
+
+def _encode(name: str) -> tuple[bytes, int]:
+    """The name's bytes and flags: ASCII as it is, anything else as UTF-8 (bit 11)."""
+    try:
+        return name.encode("ascii"), 0
+    except UnicodeEncodeError:
+        return name.encode("utf-8"), 0x800
+
+
+def _pack(entries: Sequence[Entry], compress: bool, level: int) -> list[_Packed]:
+    """Each entry's CRC-32, size and stored or deflated bytes; equal entries share them."""
+    packed: list[_Packed] = []
+    first: dict[tuple[bytes, int, int], int] = {}
+    blocks: list[tuple[_Packed, int, Entry]] = []
+    for index, entry in enumerate(entries):
+        crc = zlib.crc32(entry.data, zlib.crc32(entry.header))
+        size = len(entry.header) + len(entry.data)
+        if not compress:
+            packed.append(_Packed(crc, size, STORED, [entry.header, entry.data]))
+            continue
+        seen = first.setdefault((entry.header, crc, size), index)
+        if seen != index and entries[seen].data == entry.data:
+            packed.append(packed[seen])
+            continue
+        count = max(1, -(-len(entry.data) // BLOCK_BYTES))
+        member = _Packed(crc, size, DEFLATED, [b""] * count)
+        packed.append(member)
+        blocks.extend((member, block, entry) for block in range(count))
+    _deflate_all(blocks, level)
+    return packed
+
+
+def _deflate_all(blocks: list[tuple[_Packed, int, Entry]], level: int) -> None:
+    """Deflate every block into its member's parts, in up to ``WORKERS`` threads."""
+    pending = iter(blocks)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while not errors:
+            with lock:
+                job = next(pending, None)
+            if job is None:
+                return
+            member, block, entry = job
+            try:
+                member.parts[block] = _deflate_block(entry, block, level)
+            except BaseException as exc:  # noqa: BLE001 - raised by the writer after join
+                errors.append(exc)
+
+    workers = min(WORKERS, len(blocks))
+    if workers <= 1:
+        work()
+    else:
+        threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _deflate_block(entry: Entry, block: int, level: int) -> bytes:
+    """Block ``block`` of the entry's deflate stream (the first one holds the header)."""
+    data = entry.data
+    start = block * BLOCK_BYTES
+    stop = min(start + BLOCK_BYTES, len(data))
+    if block == 0:
+        packer = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        head = packer.compress(entry.header)
+    else:
+        window = bytes(data[max(0, start - _WINDOW) : start])
+        packer = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=window)
+        head = b""
+    body = packer.compress(data[start:stop])
+    tail = packer.flush(zlib.Z_FINISH if stop >= len(data) else zlib.Z_SYNC_FLUSH)
+    return head + body + tail
