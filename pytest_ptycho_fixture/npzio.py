@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from .atomic import atomic_writer
 from .contract import ContractError, check_not_object
@@ -601,9 +601,23 @@ def _stored(path: Path, offset: int, sizes: Iterator[int]) -> Iterator[Chunk]:
                 return
 
 
+def _inflater() -> tuple[Any, type[Exception]]:
+    """A raw-deflate decompressor and the error it raises on damaged data.
+
+    ISA-L's (the optional ``isal`` package, ``pip install pytest-ptycho-fixture[fast]``)
+    inflates about twice as fast as zlib; the bytes it gives are the same.
+    """
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return zlib.decompressobj(-zlib.MAX_WBITS), zlib.error
+    # Its stub types the exception class as an instance.
+    return isal_zlib.decompressobj(-zlib.MAX_WBITS), cast("type[Exception]", isal_zlib.error)
+
+
 def _inflate(path: Path, offset: int, size: int, sizes: Iterator[int]) -> Iterator[Chunk]:
     """Inflate the raw deflate stream of ``size`` bytes at ``offset``, cut to ``sizes``."""
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflater, failure = _inflater()
     with open(path, "rb") as handle:
         handle.seek(offset)
         left = size
@@ -612,21 +626,22 @@ def _inflate(path: Path, offset: int, size: int, sizes: Iterator[int]) -> Iterat
             parts: list[bytes] = []
             got = 0
             while got < want:
-                if not data:
-                    if left <= 0 or inflater.eof:
-                        break
+                if not data and left > 0 and not inflater.eof:
                     data = handle.read(min(_READ_BYTES, left))
-                    if not data:
-                        break
                     left -= len(data)
                 before = len(data)
-                out = inflater.decompress(data, want - got)
+                try:
+                    # With no input left this drains what the inflater holds (ISA-L
+                    # takes all of its input at once; zlib leaves it unconsumed).
+                    out = inflater.decompress(data, want - got)
+                except failure as exc:
+                    raise zlib.error(str(exc)) from None
                 data = inflater.unconsumed_tail
                 if out:
                     parts.append(out)
                     got += len(out)
-                elif inflater.eof or len(data) == before:
-                    break
+                elif len(data) == before:
+                    break  # no progress: the stream or the file has ended
             yield parts[0] if len(parts) == 1 else b"".join(parts)
             if got < want:
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -229,7 +230,13 @@ def test_load_npz_gives_what_numpy_gives_and_digests_on_the_same_pass(
 @pytest.mark.parametrize("chunk_bytes", [7, 13, 4099, 8 << 20])
 @pytest.mark.parametrize("digest", [True, False], ids=["digested", "seeking"])
 def test_take_gives_what_numpy_take_gives(
-    tmp_path: Path, compress: bool, dtype: Any, axis: int, chunk_bytes: int, digest: bool
+    tmp_path: Path,
+    compress: bool,
+    dtype: Any,
+    axis: int,
+    chunk_bytes: int,
+    digest: bool,
+    inflater: str,
 ) -> None:
     # Without a digest, rows of a stored member are read where they lie.
     values = np.random.default_rng(3).uniform(0, 9, size=(41, 7, 13)).astype(dtype)
@@ -460,6 +467,23 @@ def test_generating_from_a_200_mb_legacy_source_peaks_under_64_mb(
     assert np.array_equal(fixture["diffraction"], _expected_patterns(indices).astype(np.float32))
 
 
+@pytest.fixture(params=["isal", "zlib"])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Inflate with ISA-L (the ``fast`` extra, installed with ``test``) or with zlib."""
+    if request.param == "zlib":
+        monkeypatch.setitem(sys.modules, "isal", None)
+    name: str = request.param
+    return name
+
+
+def test_deflated_members_are_inflated_by_isal_when_it_is_installed(inflater: str) -> None:
+    from pytest_ptycho_fixture.npzio import _inflater
+
+    decompressor, error = _inflater()
+    expected = "isal" if inflater == "isal" else "zlib"
+    assert expected in type(decompressor).__module__ + error.__module__
+
+
 @pytest.fixture(scope="module")
 def deflated_source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, NDArray[Any]]:
     """A 48 MB (64,64,1536) float64 member deflated to 8.5 MB: inflated in a thread."""
@@ -481,7 +505,7 @@ def _inflating() -> list[str]:
 
 @pytest.mark.parametrize("digest", [True, False])
 def test_a_large_deflated_member_is_streamed_in_bounded_memory(
-    deflated_source: tuple[Path, NDArray[Any]], digest: bool
+    deflated_source: tuple[Path, NDArray[Any]], digest: bool, inflater: str
 ) -> None:
     path, levels = deflated_source
     indices = [i * 1536 // 64 for i in range(64)]
@@ -516,7 +540,7 @@ def test_an_error_while_streaming_stops_the_inflating_thread(
 
 
 def test_a_damaged_deflate_stream_is_reported_from_the_inflating_thread(
-    deflated_source: tuple[Path, NDArray[Any]], tmp_path: Path
+    deflated_source: tuple[Path, NDArray[Any]], tmp_path: Path, inflater: str
 ) -> None:
     data = bytearray(deflated_source[0].read_bytes())
     with zipfile.ZipFile(deflated_source[0]) as archive:
