@@ -374,15 +374,16 @@ def write_fixture(
     metadata.update(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         generator={"name": "pytest-ptycho-fixture", "version": __version__},
-        generator_commit=_git_commit(),
         content_sha256=content,
         arrays=array_table(fixture.arrays, per_array),
         compressed=compress,
     )
-    with atomic_writer(output_path) as handle:
+    # git runs while the NPZ is compressed and written.
+    with _GitCommit() as commit, atomic_writer(output_path) as handle:
         metadata["sha256_checksum"] = write_npz_to(
             handle, fixture.arrays, compress=compress, path=output_path
         )
+        metadata["generator_commit"] = commit.result()
         if write_metadata:
             with atomic_writer(sidecar) as meta_handle:
                 meta_handle.write(dumps(metadata))
@@ -424,16 +425,38 @@ def generate_fixture(
     return GeneratedFixture(output, sidecar, metadata["sha256_checksum"])
 
 
-def _git_commit() -> str:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    commit = result.stdout.strip()
-    return commit if len(commit) == 40 else "unknown"
+class _GitCommit:
+    """``git rev-parse HEAD`` of the working directory, started now, read later."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[str] | None
+        try:
+            self._process = subprocess.Popen(
+                ["git", "rev-parse", "HEAD"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        except OSError:
+            self._process = None
+
+    def __enter__(self) -> _GitCommit:  # noqa: PYI034 - Self needs Python 3.11
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Reap git, killing it if its answer was never asked for."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+            self._process.communicate()
+
+    def result(self) -> str:
+        """The 40-digit commit, or "unknown" outside a git repository or without git."""
+        if self._process is None:
+            return "unknown"
+        try:
+            out, _ = self._process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            return "unknown"
+        commit = out.strip()
+        return commit if self._process.returncode == 0 and len(commit) == 40 else "unknown"
