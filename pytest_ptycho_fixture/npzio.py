@@ -10,7 +10,8 @@ Content digest
 Reader
     Members are parsed from their ``.npy`` headers without loading data; arrays of Python
     objects are refused (nothing is ever unpickled) and a header that declares more bytes
-    than its member holds, or more than ``max_bytes``, is refused before any allocation.
+    than its member holds is refused before any allocation, as is a member read whole
+    that declares more than ``max_bytes``.
     :meth:`NpzReader.take` streams one member in bounded chunks and keeps only the
     selected positions.
 """
@@ -296,11 +297,6 @@ class NpzReader:
                 f" member holds {held} bytes; the file is truncated or hostile, nothing was"
                 " allocated",
             )
-        if member.nbytes > self.max_bytes:
-            raise self._fail(
-                key,
-                f"{key!r} declares {member.nbytes} bytes, over the limit of {self.max_bytes}",
-            )
         return member
 
     def _plausible_size(self, info: zipfile.ZipInfo) -> int:
@@ -406,10 +402,20 @@ class NpzReader:
             )
 
     def read(self, key: str, hasher: ContentHasher | None = None) -> NDArray[Any]:
-        """Read a whole member into a new array (feeding ``hasher`` as it goes)."""
+        """Read a whole member into a new array (feeding ``hasher`` as it goes).
+
+        A member that declares more than ``max_bytes`` is refused before anything is
+        allocated (:meth:`take` keeps only the selected positions, so it has no limit).
+        """
         import numpy as np
 
         member = self.member(key)
+        if member.nbytes > self.max_bytes:
+            raise self._fail(
+                key,
+                f"{key!r} declares {member.nbytes} bytes, over the limit of {self.max_bytes}"
+                " for an array read whole",
+            )
         buffer = bytearray(member.nbytes)
         view = memoryview(buffer)
         digest = hasher.begin(key, member.dtype, member.shape) if hasher else None

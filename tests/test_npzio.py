@@ -671,6 +671,16 @@ def test_it_refuses_a_member_over_the_size_limit_before_reading_it(tmp_path: Pat
     assert load_npz(path, max_bytes=8000).arrays["d"].shape == (1000,)
 
 
+def test_the_size_limit_bounds_whole_reads_not_the_positions_taken(tmp_path: Path) -> None:
+    values = np.arange(100 * 8, dtype=np.float64).reshape(100, 8)
+    write_npz(tmp_path / "a.npz", {"d": values})
+    with NpzReader(tmp_path / "a.npz", max_bytes=1024) as reader:
+        taken = reader.take("d", 0, [3, 97])
+        with pytest.raises(ContractError, match="over the limit of 1024 for an array read whole"):
+            reader.read("d")
+    assert np.array_equal(taken, values[[3, 97]])
+
+
 def test_it_refuses_a_missing_file_and_a_directory(tmp_path: Path) -> None:
     with pytest.raises(ContractError, match="does not exist"):
         NpzReader(tmp_path / "absent.npz")
