@@ -234,12 +234,14 @@ class FixtureCache:
     to its workers); ``regen`` is ``--regen-fixture``; ``root`` is what paths are shown
     relative to; ``folder`` is the cache folder, where a run notes a fixture that
     regenerating did not fix, so that its other processes report it without regenerating.
+    ``verify_source`` makes a generation read all of a source NPZ (see ``NpzSource``).
     """
 
     lock_timeout: float = 600.0
     worker: str = "main"
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     regen: bool = False
+    verify_source: bool = False
     root: Path | None = None
     folder: Path | None = None
     stats: Stats = field(default_factory=Stats)
@@ -518,7 +520,12 @@ class FixtureCache:
             source = (
                 SyntheticSource()
                 if spec.source is None
-                else NpzSource(spec.source, spec.layout, label=self.show(spec.source))
+                else NpzSource(
+                    spec.source,
+                    spec.layout,
+                    label=self.show(spec.source),
+                    verify=self.verify_source,
+                )
             )
             fixture = build_fixture(source, spec.subset_size, strategy=spec.strategy)
             if spec.committed:

@@ -694,6 +694,10 @@ def _in_thread(pieces: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
             put(_DONE)
         except BaseException as exc:  # noqa: BLE001 - handed over and raised by the caller
             put(exc)
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()  # in this thread, which ran it: its file is closed now
 
     worker = threading.Thread(target=produce, name="ptycho-fixture-inflate", daemon=True)
     worker.start()

@@ -152,6 +152,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="",
     )
     parser.addini(
+        "ptycho_fixture_verify_source",
+        "read all of the source when generating: check every pattern and record the"
+        " source's content digest in the sidecar (default false: only what the fixture"
+        " needs is read)",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
         "ptycho_device",
         "auto (default), cpu, cuda, cuda:N or all; see --ptycho-device",
         default="auto",
@@ -205,6 +213,7 @@ def pytest_configure(config: pytest.Config) -> None:
         regen=config.getoption("regen_fixture"),
         root=config.rootpath,
         folder=folder,
+        verify_source=bool(config.getini("ptycho_fixture_verify_source")),
     )
     if workerinput is not None:
         fixtures.worker = workerinput["workerid"]

@@ -420,6 +420,27 @@ def test_it_regenerates_and_rewrites_the_sidecar_once_with_four_workers(
     assert new["content_sha256"] == old["content_sha256"]
 
 
+@pytest.mark.parametrize("verify", [False, True])
+def test_regenerating_records_the_source_digest_only_when_the_source_is_verified(
+    pytester: pytest.Pytester, source_npz: Path, verify: bool
+) -> None:
+    source = pytester.path / SOURCE
+    source.parent.mkdir(parents=True)
+    source.write_bytes(source_npz.read_bytes())
+    committed(pytester, source)
+    options = {"ptycho_fixture_path": FIXTURE, "ptycho_fixture_source": SOURCE}
+    ini(pytester, **options, ptycho_fixture_verify_source=str(verify).lower())
+    pytester.makepyfile(USES_PATH.format(n=2))
+    pytester.runpytest("--regen-fixture").assert_outcomes(passed=2)
+    sidecar = json.loads((pytester.path / SIDECAR).read_text())
+    with npzio.NpzReader(source) as reader:
+        assert sidecar["source_fingerprint"] == reader.fingerprint()
+        digest = npzio.content_digests(
+            {key: reader.read(key) for key in reader.members if key != "diff3d"}
+        )[0]
+    assert sidecar["source_content_sha256"] == (digest if verify else None)
+
+
 def test_it_refuses_to_regenerate_the_shipped_sidecar(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--regen-fixture")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
