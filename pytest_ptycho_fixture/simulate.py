@@ -34,15 +34,14 @@ built only from the latter:
 from __future__ import annotations
 
 import math
-import os
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
+
+from . import parallel
 
 if TYPE_CHECKING:
     from .progress import Progress
@@ -66,8 +65,6 @@ Y_RANGE: tuple[float, float] = (35.8, 79.1)
 
 _LAYOUTS = ("HWN", "NHW")
 _BATCH = 128
-#: Threads that simulate batches of positions at once (numpy releases the GIL).
-_WORKERS = min(os.cpu_count() or 1, 8)
 
 _MASK64 = (1 << 64) - 1
 _TWO_POW_53 = 9007199254740992.0
@@ -428,56 +425,19 @@ def forward(
         result[start:stop] = np.roll(amp, (h // 2, w // 2), axis=(1, 2))
 
     # Rows are independent, so batches may run in any order, in several threads.
-    workers = max(1, min(_WORKERS, xs.size // 16))
+    workers = max(1, min(parallel.WORKERS, xs.size // 16))
     size = max(1, min(_BATCH, -(-xs.size // workers)))
     batches = [(start, min(start + size, xs.size)) for start in range(0, xs.size, size)]
-    _run_batches(simulate, batches, workers, progress, xs.size)
+    finished = 0
+
+    def report(batch: tuple[int, int]) -> None:
+        nonlocal finished
+        finished += batch[1] - batch[0]
+        if progress is not None:
+            progress(finished, xs.size)
+
+    parallel.run(batches, lambda batch: simulate(*batch), workers, report)
     return result
-
-
-def _run_batches(
-    work: Callable[[int, int], None],
-    batches: list[tuple[int, int]],
-    workers: int,
-    progress: Progress | None,
-    total: int,
-) -> None:
-    """Call ``work(start, stop)`` for every batch, in ``workers`` threads.
-
-    ``progress(done, total)`` is called, one call at a time, after each batch.
-    """
-    pending = iter(batches)
-    lock = threading.Lock()
-    errors: list[BaseException] = []
-    done = 0
-
-    def worker() -> None:
-        nonlocal done
-        while not errors:
-            with lock:
-                batch = next(pending, None)
-            if batch is None:
-                return
-            try:
-                work(*batch)
-            except BaseException as exc:  # noqa: BLE001 - raised by the caller after join
-                errors.append(exc)
-                return
-            if progress is not None:
-                with lock:
-                    done += batch[1] - batch[0]
-                    progress(done, total)
-
-    if workers <= 1 or len(batches) <= 1:
-        worker()
-    else:
-        threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    if errors:
-        raise errors[0]
 
 
 # ------------------------------------------------------------- object, probe, scan

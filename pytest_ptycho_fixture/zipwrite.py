@@ -16,13 +16,13 @@ the alias of ``diffraction``) reuses its compressed bytes.
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
-import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from . import parallel
 
 STORED = 0
 DEFLATED = 8
@@ -31,7 +31,7 @@ ZIP64_LIMIT = (1 << 31) - 1
 #: Bytes of a member deflated as one block.
 BLOCK_BYTES = 256 << 10
 #: Threads deflating blocks at once.
-WORKERS = min(os.cpu_count() or 1, 8)
+WORKERS = parallel.WORKERS
 _WINDOW = 32 << 10
 
 _LOCAL = struct.Struct("<4s2B4HL2L2H")
@@ -159,33 +159,12 @@ def _pack(entries: Sequence[Entry], compress: bool, level: int) -> list[_Packed]
 
 def _deflate_all(blocks: list[tuple[_Packed, int, Entry]], level: int) -> None:
     """Deflate every block into its member's parts, in up to ``WORKERS`` threads."""
-    pending = iter(blocks)
-    lock = threading.Lock()
-    errors: list[BaseException] = []
 
-    def work() -> None:
-        while not errors:
-            with lock:
-                job = next(pending, None)
-            if job is None:
-                return
-            member, block, entry = job
-            try:
-                member.parts[block] = _deflate_block(entry, block, level)
-            except BaseException as exc:  # noqa: BLE001 - raised by the writer after join
-                errors.append(exc)
+    def deflate(job: tuple[_Packed, int, Entry]) -> None:
+        member, block, entry = job
+        member.parts[block] = _deflate_block(entry, block, level)
 
-    workers = min(WORKERS, len(blocks))
-    if workers <= 1:
-        work()
-    else:
-        threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    if errors:
-        raise errors[0]
+    parallel.run(blocks, deflate, WORKERS)
 
 
 def _deflate_block(entry: Entry, block: int, level: int) -> bytes:
