@@ -4,7 +4,8 @@ Builds the sources once (under --workdir), then runs ``ptycho-fixture generate``
 ``naive_generate.py`` alternately, each in a fresh process, and prints one table of
 medians: wall time and peak RSS (measured by ``/usr/bin/time``), with ratios. The
 ``default`` row is ``ptycho-fixture generate --output X.npz`` on the built-in source
-(simulating its 64 positions) against the naive script on the 35 MB source.
+(simulating its 64 positions) against the naive script on the 35 MB source; the
+``deflated-zlib`` row runs the command with the optional ``isal`` package blocked.
 
 The package is byte-compiled first, as pip does when it installs it, so that neither
 side pays for compiling Python source (``PYTHONDONTWRITEBYTECODE`` would otherwise
@@ -34,8 +35,14 @@ SOURCES = {
     "small": (1087, "HWN", False, "35 MB, (64,64,1087) float64, stored, legacy layout"),
     "stored": (32768, "NHW", False, "1.07 GB, (32768,64,64) float64, stored, canonical layout"),
     "deflated": (32768, "HWN", True, "1.07 GB float64 deflated, legacy layout"),
+    "deflated-zlib": (32768, "HWN", True, "the same, inflated by zlib (isal blocked)"),
     "default": (1087, "HWN", False, "cold default: built-in source, against naive on 35 MB"),
 }
+
+
+SOURCE_FILES = {"default": "small", "deflated-zlib": "deflated"}
+RUN_CLI = "from pytest_ptycho_fixture.cli import main; raise SystemExit(main())"
+BLOCK_ISAL = "import sys; sys.modules['isal'] = None; " + RUN_CLI
 
 
 def _write_member(archive: zipfile.ZipFile, key: str, array: np.ndarray) -> None:
@@ -105,13 +112,13 @@ def main() -> None:
     rows: list[tuple[str, float, float, float, float, bool]] = []
     for name in args.sources.split(","):
         positions, layout, compressed, description = SOURCES[name]
-        source = args.workdir / f"{'small' if name == 'default' else name}.npz"
+        source = args.workdir / f"{SOURCE_FILES.get(name, name)}.npz"
         if not source.exists():
             print(f"building {source} ...", file=sys.stderr)
             build_source(source, positions, layout, compressed)
         ours_out, naive_out = args.workdir / f"{name}-ours.npz", args.workdir / f"{name}-naive.npz"
-        ours_cmd = [sys.executable, "-m", "pytest_ptycho_fixture", "generate",
-                    "--output", str(ours_out)]
+        ours_cmd = [sys.executable, "-c", BLOCK_ISAL if name == "deflated-zlib" else RUN_CLI,
+                    "generate", "--output", str(ours_out)]
         if name != "default":
             ours_cmd += ["--source", str(source)]
         naive_cmd = [sys.executable, str(HERE / "naive_generate.py"), str(source), str(naive_out)]

@@ -179,7 +179,7 @@ def write_npz_to(
     """Write a byte-reproducible NPZ to an empty ``handle``; return its SHA-256.
 
     Members are sorted by key, with ``.npy`` 1.0 headers, C order, little-endian, and
-    deflate level 1 (or stored); see :mod:`.zipwrite` for the container.
+    deflated with Huffman coding only (or stored); see :mod:`.zipwrite` for the container.
     """
     import numpy as np
 

@@ -5,12 +5,15 @@ Every member gets the same fixed fields: 1980-01-01 00:00 timestamps, Unix permi
 machine with the same zlib. Zip64 records are written only where a size or offset
 needs them, as zipfile does.
 
-Deflation is split into blocks of ``BLOCK_BYTES``, as pigz does: each block is deflated
-on its own, primed with the 32 KiB before it and ended with a sync flush, so the blocks
-join into one valid deflate stream. The blocks are fixed by the data, not by the number
-of threads, so the bytes do not depend on the machine; the threads deflate blocks at
-once (zlib releases the GIL). A member whose bytes equal an earlier one's (``diff3d``,
-the alias of ``diffraction``) reuses its compressed bytes.
+Members are deflated with Huffman coding only (zlib's ``Z_HUFFMAN_ONLY``): floating-point
+data holds almost no repeated strings for LZ77 to find, so this is as small as level 6
+on a fixture (0.920 against 0.922 of the diffraction's size) at a third of level 1's
+time. Deflation is split into blocks of ``BLOCK_BYTES``: each is deflated on its own and
+ended with a sync flush, so the blocks join into one valid deflate stream (with Huffman
+coding only, no block refers back to another). The blocks are fixed by the data, not by
+the number of threads, so the bytes do not depend on the machine; the threads deflate
+blocks at once (zlib releases the GIL). A member whose bytes equal an earlier one's
+(``diff3d``, the alias of ``diffraction``) reuses its compressed bytes.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ ZIP64_LIMIT = (1 << 31) - 1
 BLOCK_BYTES = 256 << 10
 #: Threads deflating blocks at once.
 WORKERS = parallel.WORKERS
-_WINDOW = 32 << 10
 
 _LOCAL = struct.Struct("<4s2B4HL2L2H")
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
@@ -172,13 +174,10 @@ def _deflate_block(entry: Entry, block: int, level: int) -> bytes:
     data = entry.data
     start = block * BLOCK_BYTES
     stop = min(start + BLOCK_BYTES, len(data))
-    if block == 0:
-        packer = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
-        head = packer.compress(entry.header)
-    else:
-        window = bytes(data[max(0, start - _WINDOW) : start])
-        packer = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=window)
-        head = b""
+    packer = zlib.compressobj(
+        level, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, zlib.Z_HUFFMAN_ONLY
+    )
+    head = packer.compress(entry.header) if block == 0 else b""
     body = packer.compress(data[start:stop])
     tail = packer.flush(zlib.Z_FINISH if stop >= len(data) else zlib.Z_SYNC_FLUSH)
     return head + body + tail
