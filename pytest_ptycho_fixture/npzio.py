@@ -50,7 +50,6 @@ _READ_BYTES = 4 << 20
 _THREAD_BYTES = 4 << 20
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_MAGIC = b"PK\x03\x04"
-COMPRESS_LEVEL = 1
 _NPY_MAGIC = b"\x93NUMPY"
 _NPY_ALIGN = 64
 #: Deflate cannot expand data by more than this factor.
@@ -193,7 +192,7 @@ def write_npz_to(
         array = np.asarray(array, dtype=_le(array.dtype), order="C")
         data = memoryview(array.reshape(-1).view(np.uint8).data)
         entries.append(Entry(f"{key}.npy", npy_header(array.dtype, array.shape), data))
-    return write_zip(handle, entries, compress=compress, level=COMPRESS_LEVEL)
+    return write_zip(handle, entries, compress=compress)
 
 
 # ---------------------------------------------------------------------------
@@ -332,30 +331,13 @@ class NpzReader:
         ]
         return fingerprint(entries)
 
-    def _payload_offset(self, info: zipfile.ZipInfo) -> int:
-        """Where the member's stored or compressed bytes start in the archive."""
-        if info.flag_bits & 0x1:
-            raise RuntimeError(f"member {info.filename!r} is encrypted")
-        with open(self.path, "rb") as handle:
-            handle.seek(info.header_offset)
-            fields = _LOCAL_HEADER.unpack(handle.read(_LOCAL_HEADER.size))
-            magic, name_size, extra_size = fields[0], int(fields[10]), int(fields[11])
-            name = handle.read(name_size)
-        if magic != _LOCAL_MAGIC:
-            raise zipfile.BadZipFile(f"no local file header for {info.filename!r}")
-        encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
-        if name != info.orig_filename.encode(encoding):
-            raise zipfile.BadZipFile(f"member {info.filename!r} has a different local name")
-        offset: int = info.header_offset + _LOCAL_HEADER.size + name_size + extra_size
-        return offset
-
     def _pieces(self, member: Member, sizes: Iterator[int]) -> Iterator[Chunk]:
         """The member's uncompressed bytes, cut to ``sizes`` (shorter only at its end)."""
         info = member.info
         if info.compress_type == zipfile.ZIP_STORED:
-            return _stored(self.path, self._payload_offset(info), sizes)
+            return _stored(self.path, info, sizes)
         if info.compress_type == zipfile.ZIP_DEFLATED:
-            pieces = _inflate(self.path, self._payload_offset(info), info.compress_size, sizes)
+            pieces = _inflate(self.path, info, sizes)
             return _in_thread(pieces) if info.compress_size > _THREAD_BYTES else pieces
         return _unzipped(self._zip, info, sizes)
 
@@ -498,8 +480,8 @@ class NpzReader:
         out = np.empty((index.size, *row_shape), dtype=member.dtype)
         target = memoryview(out.reshape(-1).view(np.uint8).data)
         try:
-            start = self._payload_offset(member.info) + member.header_size
             with open(self.path, "rb") as handle:
+                start = _payload_start(handle, member.info) + member.header_size
                 for position, row in enumerate(index.tolist()):
                     handle.seek(start + row * row_bytes)
                     into = target[position * row_bytes : (position + 1) * row_bytes]
@@ -593,11 +575,27 @@ def _sizes(header: int, data: int, chunk: int) -> Iterator[int]:
         data -= chunk
 
 
-def _stored(path: Path, offset: int, sizes: Iterator[int]) -> Iterator[Chunk]:
-    """The bytes at ``offset``, cut to ``sizes``, read into one reused buffer."""
+def _payload_start(handle: BinaryIO, info: zipfile.ZipInfo) -> int:
+    """Where the member's stored or compressed bytes start, from its local header."""
+    if info.flag_bits & 0x1:
+        raise RuntimeError(f"member {info.filename!r} is encrypted")
+    handle.seek(info.header_offset)
+    fields = _LOCAL_HEADER.unpack(handle.read(_LOCAL_HEADER.size))
+    magic, name_size, extra_size = fields[0], int(fields[10]), int(fields[11])
+    if magic != _LOCAL_MAGIC:
+        raise zipfile.BadZipFile(f"no local file header for {info.filename!r}")
+    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+    if handle.read(name_size) != info.orig_filename.encode(encoding):
+        raise zipfile.BadZipFile(f"member {info.filename!r} has a different local name")
+    start: int = info.header_offset + _LOCAL_HEADER.size + name_size + extra_size
+    return start
+
+
+def _stored(path: Path, info: zipfile.ZipInfo, sizes: Iterator[int]) -> Iterator[Chunk]:
+    """A stored member's bytes, cut to ``sizes``, read into one reused buffer."""
     buffer = bytearray()
     with open(path, "rb") as handle:
-        handle.seek(offset)
+        handle.seek(_payload_start(handle, info))
         for want in sizes:
             if len(buffer) < want:
                 buffer = bytearray(want)
@@ -621,12 +619,12 @@ def _inflater() -> tuple[Any, type[Exception]]:
     return isal_zlib.decompressobj(-zlib.MAX_WBITS), cast("type[Exception]", isal_zlib.error)
 
 
-def _inflate(path: Path, offset: int, size: int, sizes: Iterator[int]) -> Iterator[Chunk]:
-    """Inflate the raw deflate stream of ``size`` bytes at ``offset``, cut to ``sizes``."""
+def _inflate(path: Path, info: zipfile.ZipInfo, sizes: Iterator[int]) -> Iterator[Chunk]:
+    """A deflated member's bytes, inflated and cut to ``sizes``."""
     inflater, failure = _inflater()
     with open(path, "rb") as handle:
-        handle.seek(offset)
-        left = size
+        handle.seek(_payload_start(handle, info))
+        left = info.compress_size
         data = b""
         for want in sizes:
             parts: list[bytes] = []

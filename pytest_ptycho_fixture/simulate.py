@@ -121,18 +121,12 @@ def _splitmix64(value: int) -> int:
     return z ^ (z >> 31)
 
 
-def _uniform(stream: int, index: int) -> float:
-    """Deterministic uniform number in [0, 1) for an (stream, index) pair."""
-    h = _splitmix64(_splitmix64(stream) ^ (index & _MASK64))
-    # 53 bits divided by 2**53: exact.
-    return (h >> 11) / _TWO_POW_53
-
-
 def _uniforms(stream: int, count: int) -> NDArray[np.float64]:
-    """``_uniform(stream, k)`` for ``k < count``, bit for bit, computed at once.
+    """Deterministic uniform numbers in [0, 1) for the pairs (stream, k), ``k < count``.
 
-    uint64 arithmetic wraps modulo 2**64 as the masks above do, and the 53-bit values
-    convert to float64 and divide by 2**53 exactly.
+    Number k is ``splitmix64(splitmix64(stream) ^ k) >> 11`` divided by 2**53. The uint64
+    arithmetic wraps modulo 2**64 as splitmix64's masks do, and the 53-bit values convert
+    to float64 and divide by 2**53 exactly.
     """
     z = np.arange(count, dtype=np.uint64) ^ np.uint64(_splitmix64(stream))
     z = z + np.uint64(0x9E3779B97F4A7C15)
@@ -542,12 +536,11 @@ def _probe_scale(
 def _raster_coordinates(positions: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Row-by-row jittered raster, rescaled so its extremes hit the Run1084 ranges."""
     columns = math.isqrt(positions - 1) + 1  # ceil(sqrt(positions))
-    base_x = [float(k % columns) for k in range(positions)]
-    base_y = [float(k // columns) for k in range(positions)]
+    k = np.arange(positions)
     jitter_x = _uniforms(_STREAM_JITTER_X, positions)
     jitter_y = _uniforms(_STREAM_JITTER_Y, positions)
-    xs = np.array(base_x, dtype=np.float64) + _JITTER * (2.0 * jitter_x - 1.0)
-    ys = np.array(base_y, dtype=np.float64) + _JITTER * (2.0 * jitter_y - 1.0)
+    xs = (k % columns).astype(np.float64) + _JITTER * (2.0 * jitter_x - 1.0)
+    ys = (k // columns).astype(np.float64) + _JITTER * (2.0 * jitter_y - 1.0)
     return _fit_range(xs, *X_RANGE), _fit_range(ys, *Y_RANGE)
 
 

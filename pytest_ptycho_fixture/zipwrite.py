@@ -35,6 +35,8 @@ ZIP64_LIMIT = (1 << 31) - 1
 BLOCK_BYTES = 256 << 10
 #: Threads deflating blocks at once.
 WORKERS = parallel.WORKERS
+#: Any level from 1 to 9 gives the same bytes: Huffman-only coding ignores it.
+_LEVEL = 1
 
 _LOCAL = struct.Struct("<4s2B4HL2L2H")
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
@@ -68,11 +70,9 @@ class _Packed:
         return sum(len(part) for part in self.parts)
 
 
-def write_zip(
-    handle: BinaryIO, entries: Sequence[Entry], *, compress: bool = True, level: int = 1
-) -> str:
+def write_zip(handle: BinaryIO, entries: Sequence[Entry], *, compress: bool = True) -> str:
     """Write ``entries``, in order, as a zip archive to ``handle``; return its SHA-256."""
-    packed = _pack(entries, compress, level)
+    packed = _pack(entries, compress)
     digest = hashlib.sha256()
     offset = 0
 
@@ -136,7 +136,7 @@ def _encode(name: str) -> tuple[bytes, int]:
         return name.encode("utf-8"), 0x800
 
 
-def _pack(entries: Sequence[Entry], compress: bool, level: int) -> list[_Packed]:
+def _pack(entries: Sequence[Entry], compress: bool) -> list[_Packed]:
     """Each entry's CRC-32, size and stored or deflated bytes; equal entries share them."""
     packed: list[_Packed] = []
     first: dict[tuple[bytes, int, int], int] = {}
@@ -155,27 +155,27 @@ def _pack(entries: Sequence[Entry], compress: bool, level: int) -> list[_Packed]
         member = _Packed(crc, size, DEFLATED, [b""] * count)
         packed.append(member)
         blocks.extend((member, block, entry) for block in range(count))
-    _deflate_all(blocks, level)
+    _deflate_all(blocks)
     return packed
 
 
-def _deflate_all(blocks: list[tuple[_Packed, int, Entry]], level: int) -> None:
+def _deflate_all(blocks: list[tuple[_Packed, int, Entry]]) -> None:
     """Deflate every block into its member's parts, in up to ``WORKERS`` threads."""
 
     def deflate(job: tuple[_Packed, int, Entry]) -> None:
         member, block, entry = job
-        member.parts[block] = _deflate_block(entry, block, level)
+        member.parts[block] = _deflate_block(entry, block)
 
     parallel.run(blocks, deflate, WORKERS)
 
 
-def _deflate_block(entry: Entry, block: int, level: int) -> bytes:
+def _deflate_block(entry: Entry, block: int) -> bytes:
     """Block ``block`` of the entry's deflate stream (the first one holds the header)."""
     data = entry.data
     start = block * BLOCK_BYTES
     stop = min(start + BLOCK_BYTES, len(data))
     packer = zlib.compressobj(
-        level, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, zlib.Z_HUFFMAN_ONLY
+        _LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, zlib.Z_HUFFMAN_ONLY
     )
     head = packer.compress(entry.header) if block == 0 else b""
     body = packer.compress(data[start:stop])
