@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -12,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -545,6 +546,17 @@ needs_permissions = pytest.mark.skipif(
     reason="running as root, and this system does not let a child process give up the"
     " capability to override file permissions",
 )
+
+
+@contextlib.contextmanager
+def permissions(path: Path, mode: int) -> Iterator[None]:
+    """``path`` with permission bits ``mode`` inside the block, its own restored after."""
+    before = path.stat().st_mode & 0o7777
+    path.chmod(mode)
+    try:
+        yield
+    finally:
+        path.chmod(before)
 
 GENERATE_SCRIPT = """
 import json, sys

@@ -18,6 +18,7 @@ from helpers import (
     folder_entries,
     needs_permissions,
     one_error_line,
+    permissions,
     pickled_member,
     run_cli,
     source_arrays,
@@ -183,13 +184,10 @@ def test_generate_never_unpickles_a_source_array(tmp_path: Path, out: Path) -> N
 
 @needs_permissions
 def test_generate_refuses_a_source_it_may_not_read(legacy: Path, out: Path) -> None:
-    legacy.chmod(0o000)
-    try:
+    with permissions(legacy, 0o000):
         result = run_cli(
             "generate", "--source", legacy, "--output", out / "f.npz", unprivileged=True
         )
-    finally:
-        legacy.chmod(0o644)
     line = one_error_line(result)
     assert line == f"ptycho-fixture: error: {legacy}: cannot be read (permission denied)"
     assert folder_entries(out) == []
@@ -199,13 +197,10 @@ def test_generate_refuses_a_source_it_may_not_read(legacy: Path, out: Path) -> N
 def test_generate_into_a_read_only_folder_names_the_output_and_leaves_it_empty(
     legacy: Path, out: Path
 ) -> None:
-    out.chmod(0o555)
-    try:
+    with permissions(out, 0o555):
         result = run_cli(
             "generate", "--source", legacy, "--output", out / "f.npz", unprivileged=True
         )
-    finally:
-        out.chmod(0o755)
     line = one_error_line(result)
     assert line.startswith(f"ptycho-fixture: error: {out / 'f.npz'}: cannot create a file in")
     assert "Permission denied" in line

@@ -22,6 +22,7 @@ from helpers import (
     folder_entries,
     generate_unprivileged,
     needs_permissions,
+    permissions,
     pickled_member,
     recompute_content_sha256,
     source_arrays,
@@ -598,11 +599,8 @@ def test_it_never_unpickles_an_object_array_in_a_source(tmp_path: Path, out: Pat
 
 @needs_permissions
 def test_it_refuses_a_source_it_may_not_read(legacy: Path, out: Path) -> None:
-    legacy.chmod(0o000)
-    try:
+    with permissions(legacy, 0o000):
         outcome = generate_unprivileged(legacy, out / "fixture.npz")
-    finally:
-        legacy.chmod(0o644)
     assert outcome["type"] == "ContractError"
     assert outcome["str"] == f"{legacy}: cannot be read (permission denied)"
     assert folder_entries(out) == []
@@ -612,11 +610,8 @@ def test_it_refuses_a_source_it_may_not_read(legacy: Path, out: Path) -> None:
 def test_it_writes_nothing_into_a_read_only_folder_and_names_the_output(
     legacy: Path, out: Path
 ) -> None:
-    out.chmod(0o555)
-    try:
+    with permissions(out, 0o555):
         outcome = generate_unprivileged(legacy, out / "fixture.npz")
-    finally:
-        out.chmod(0o755)
     assert outcome["type"] == "PermissionError"
     assert outcome["filename"] == str(out / "fixture.npz")
     assert folder_entries(out) == []

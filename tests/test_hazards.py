@@ -12,7 +12,7 @@ from pathlib import Path
 from subprocess import CompletedProcess
 
 import pytest
-from helpers import folder_entries, needs_permissions, one_error_line
+from helpers import folder_entries, needs_permissions, one_error_line, permissions
 from processes import (
     CACHED,
     TIMEOUT,
@@ -164,11 +164,8 @@ def test_a_read_only_cache_folder_gives_a_clear_error_or_a_verified_fixture(
         fixture.write_bytes(fixture.read_bytes()[:1000])
     entries = folder_entries(fixture.parent)
     data = fixture.read_bytes() if state != "cold" else None
-    fixture.parent.chmod(0o555)
-    try:
+    with permissions(fixture.parent, 0o555):
         result = run(pytest_argv("-W", "error"), root, preexec_fn=drop_permission_override)
-    finally:
-        fixture.parent.chmod(0o755)
     assert "Traceback" not in result.output and "INTERNALERROR" not in result.output
     folder = ".pytest_cache/d/ptycho-fixture"
     if state == "warm":

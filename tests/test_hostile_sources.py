@@ -12,6 +12,7 @@ from helpers import (
     Bad,
     folder_entries,
     needs_permissions,
+    permissions,
     pickled_member,
     run_cli,
     source_members,
@@ -81,11 +82,8 @@ def test_a_run_with_a_source_it_may_not_read_fails_each_test_with_one_line(
     source = write_source(tmp_path / "source.npz")
     (tmp_path / "pytest.ini").write_text("[pytest]\nptycho_fixture_source = source.npz\n")
     (tmp_path / "test_fixture.py").write_text(USES_THE_FIXTURE.format(n=2))
-    source.chmod(0o000)
-    try:
+    with permissions(source, 0o000):
         result = run_cli(cwd=tmp_path, unprivileged=True, command=[*PYTEST, "-W", "error"])
-    finally:
-        source.chmod(0o644)
     assert result.returncode == 1 and "Traceback" not in result.stdout, result.stdout
     assert result.stdout.count("source.npz: cannot be read (permission denied)") == 2
     folder = tmp_path / ".pytest_cache" / "d" / "ptycho-fixture"
