@@ -31,8 +31,7 @@ from typing import TYPE_CHECKING, Any, final
 import pytest
 
 from . import locking
-from .contract import ContractError
-from .generate import BUILTIN_SOURCE, DEFAULT_SUBSET
+from .contract import BUILTIN_SOURCE, DEFAULT_SUBSET, ContractError
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

@@ -47,6 +47,13 @@ MAX_AMPLITUDE = 10.0
 MIN_OBJECT_SIDE = 128
 LAYOUTS = ("HWN", "NHW")
 
+#: How positions are chosen, how many, and the label of the built-in source: what the
+#: plugin checks its options against without importing the generator.
+STRATEGIES = ("stratified", "first")
+MIN_SUBSET = 16
+DEFAULT_SUBSET = 64
+BUILTIN_SOURCE = "builtin:synthetic-run1084"
+
 
 class ContractError(ValueError):
     """A file breaks the data contract; ``str()`` is one line naming file, key and rule."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from . import contract as c
 from .atomic import atomic_writer
-from .contract import ContractError
+from .contract import BUILTIN_SOURCE, DEFAULT_SUBSET, MIN_SUBSET, STRATEGIES, ContractError
 from .npzio import ContentHasher, NpzReader, content_digests, write_npz_to
 from .sidecar import SIDECAR_VERSION, array_table, default_sidecar_path, dumps
 
@@ -21,11 +21,7 @@ if TYPE_CHECKING:
 
     from .progress import Progress
 
-STRATEGIES = ("stratified", "first")
-MIN_SUBSET = 16
-DEFAULT_SUBSET = 64
 DEFAULT_MIN_COVERAGE = 0.5
-BUILTIN_SOURCE = "builtin:synthetic-run1084"
 #: Content digest of the full built-in source (``simulate_source()``); a test recomputes it.
 SYNTHETIC_SOURCE_CONTENT_SHA256 = "baa884e4ddd3cfafb94e1f1c0180ef2db71cb9b6c2ef4a94868da2a2c3827a32"
 #: Fingerprint of the NPZ that ``ptycho-fixture simulate`` writes; a test recomputes it.

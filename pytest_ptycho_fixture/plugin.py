@@ -43,7 +43,7 @@ def _device(text: str) -> str:
 
 
 def _subset_size(text: str) -> int:
-    from .generate import MIN_SUBSET
+    from .contract import MIN_SUBSET
 
     try:
         value = int(text)
@@ -57,7 +57,7 @@ def _subset_size(text: str) -> int:
 
 
 def _strategy(text: str) -> str:
-    from .generate import STRATEGIES
+    from .contract import STRATEGIES
 
     if text not in STRATEGIES:
         raise argparse.ArgumentTypeError(

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import contract as c
-from .contract import ContractError
+from .contract import BUILTIN_SOURCE, ContractError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -118,7 +118,6 @@ def _source_positions(
     """
     import numpy as np
 
-    from .generate import BUILTIN_SOURCE
     from .npzio import NpzReader
 
     if label == BUILTIN_SOURCE:
