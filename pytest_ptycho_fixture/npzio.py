@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from .atomic import atomic_writer
 from .contract import ContractError, check_not_object
+from .zipwrite import LOCAL_HEADER, LOCAL_MAGIC, Entry, write_zip
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,8 +49,6 @@ _READ_BYTES = 4 << 20
 #: Members with more compressed bytes than this are inflated in a thread of their own,
 #: while the caller checks, digests and gathers the previous chunk.
 _THREAD_BYTES = 4 << 20
-_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
-_LOCAL_MAGIC = b"PK\x03\x04"
 _NPY_MAGIC = b"\x93NUMPY"
 _NPY_ALIGN = 64
 #: Deflate cannot expand data by more than this factor.
@@ -181,8 +180,6 @@ def write_npz_to(
     deflated with Huffman coding only (or stored); see :mod:`.zipwrite` for the container.
     """
     import numpy as np
-
-    from .zipwrite import Entry, write_zip
 
     entries = []
     for key in sorted(arrays):
@@ -580,14 +577,14 @@ def _payload_start(handle: BinaryIO, info: zipfile.ZipInfo) -> int:
     if info.flag_bits & 0x1:
         raise RuntimeError(f"member {info.filename!r} is encrypted")
     handle.seek(info.header_offset)
-    fields = _LOCAL_HEADER.unpack(handle.read(_LOCAL_HEADER.size))
+    fields = LOCAL_HEADER.unpack(handle.read(LOCAL_HEADER.size))
     magic, name_size, extra_size = fields[0], int(fields[10]), int(fields[11])
-    if magic != _LOCAL_MAGIC:
+    if magic != LOCAL_MAGIC:
         raise zipfile.BadZipFile(f"no local file header for {info.filename!r}")
     encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
     if handle.read(name_size) != info.orig_filename.encode(encoding):
         raise zipfile.BadZipFile(f"member {info.filename!r} has a different local name")
-    start: int = info.header_offset + _LOCAL_HEADER.size + name_size + extra_size
+    start: int = info.header_offset + LOCAL_HEADER.size + name_size + extra_size
     return start
 
 

@@ -38,7 +38,9 @@ WORKERS = parallel.WORKERS
 #: Any level from 1 to 9 gives the same bytes: Huffman-only coding ignores it.
 _LEVEL = 1
 
-_LOCAL = struct.Struct("<4s2B4HL2L2H")
+#: A member's local header (the reader in :mod:`.npzio` parses it with these too).
+LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+LOCAL_MAGIC = b"PK\x03\x04"
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
 _END = struct.Struct("<4s4H2LH")
 _END64 = struct.Struct("<4sQ2H2L4Q")
@@ -93,8 +95,8 @@ def write_zip(handle: BinaryIO, entries: Sequence[Entry], *, compress: bool = Tr
         local_extra = struct.pack("<2H2Q", 1, 16, member.size, member.packed_size) if big else b""
         sizes = (0xFFFFFFFF, 0xFFFFFFFF) if big else (member.packed_size, member.size)
         emit(
-            _LOCAL.pack(
-                b"PK\x03\x04", version, 0, flags, member.method, _DOS_TIME, _DOS_DATE,
+            LOCAL_HEADER.pack(
+                LOCAL_MAGIC, version, 0, flags, member.method, _DOS_TIME, _DOS_DATE,
                 member.crc, *sizes, len(name), len(local_extra),
             ),
             name,
