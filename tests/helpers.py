@@ -539,7 +539,6 @@ def permissions_can_bind() -> bool:
     return probe.returncode == 0
 
 
-
 #: Marks a test that needs file permissions to bind (a child that cannot override them).
 needs_permissions = pytest.mark.skipif(
     not permissions_can_bind(),
@@ -557,6 +556,7 @@ def permissions(path: Path, mode: int) -> Iterator[None]:
         yield
     finally:
         path.chmod(before)
+
 
 GENERATE_SCRIPT = """
 import json, sys
