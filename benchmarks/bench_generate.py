@@ -5,7 +5,8 @@ Builds the sources once (under --workdir), then runs ``ptycho-fixture generate``
 medians: wall time and peak RSS (measured by ``/usr/bin/time``), with ratios. The
 ``default`` row is ``ptycho-fixture generate --output X.npz`` on the built-in source
 (simulating its 64 positions) against the naive script on the 35 MB source; the
-``deflated-zlib`` row runs the command with the optional ``isal`` package blocked.
+``deflated-zlib`` row runs the command with the ``isal`` package blocked, as on a machine
+its wheels do not cover.
 
 Three rows put the large sources in proportion. ``floor`` is a process that only
 starts Python and imports numpy (``python -c "import numpy"``), against the naive script

@@ -605,9 +605,9 @@ def _stored(path: Path, info: zipfile.ZipInfo, sizes: Iterator[int]) -> Iterator
 def _inflater() -> tuple[Any, type[Exception]]:
     """A raw-deflate decompressor and the error it raises on damaged data.
 
-    ISA-L's (the optional ``isal`` package, ``pip install pytest-ptycho-fixture[fast]``)
-    inflates faster than zlib (see the benchmarks in the README); the bytes it gives are
-    the same.
+    ISA-L's (the ``isal`` package, a dependency on the machines its wheels cover) inflates
+    faster than zlib (see the benchmarks in the README); the bytes it gives are the same.
+    Without it, zlib's.
     """
     try:
         from isal import isal_zlib

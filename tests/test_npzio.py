@@ -469,7 +469,7 @@ def test_generating_from_a_200_mb_legacy_source_peaks_under_64_mb(
 
 @pytest.fixture(params=["isal", "zlib"])
 def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Inflate with ISA-L (the ``fast`` extra, installed with ``test``) or with zlib."""
+    """Inflate with ISA-L (a dependency on x86-64 and ARM64) or with zlib."""
     if request.param == "zlib":
         monkeypatch.setitem(sys.modules, "isal", None)
     name: str = request.param
