@@ -18,7 +18,11 @@ the pair flips every round), reported as medians in one markdown table:
 
 The package is byte-compiled first, as pip does when it installs it, so that no run
 pays for compiling Python source (``PYTHONDONTWRITEBYTECODE`` would otherwise make
-every process of an editable install compile it again).
+every process of an editable install compile it again). pytest, though, rewrites the
+asserts of every module of a plugin's package that it imports, and keeps the result
+only where it may write bytecode: the pytest runs here get ``PYTHONDONTWRITEBYTECODE=1``
+and none of those rewritten files, so they pay for it in every run, as in a container
+that sets it or with a read-only installation. This is the worst case for the plugin.
 
     python benchmarks/bench_plugin.py                  # 1-2 minutes on two cores
     python benchmarks/bench_plugin.py --repeats 9 --warm-repeats 50 --profile
@@ -52,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 import pytest_ptycho_fixture
-from pytest_ptycho_fixture import cache, tensors
+from pytest_ptycho_fixture import cache, spec, tensors
 from pytest_ptycho_fixture.generate import generate_fixture
 
 PLUGIN_MODULE = "pytest_ptycho_fixture.plugin"
@@ -64,11 +68,18 @@ IMPORT_LINE = re.compile(r"import time:\s*(\d+)\s*\|\s*(\d+)\s*\|( *)(\S+)")
 
 
 def child_env() -> dict[str, str]:
-    """This environment without what would move pytest's cache folder or add options."""
-    env = dict(os.environ)
+    """This environment without what would move pytest's cache folder or add options,
+    and with no bytecode written: pytest rewrites the plugin's modules in every run."""
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     for name in ("TOX_ENV_DIR", "PYTEST_ADDOPTS", "PYTEST_PLUGINS"):
         env.pop(name, None)
     return env
+
+
+def forget_rewritten(package: Path) -> None:
+    """Remove the modules pytest rewrote and kept, so that every run rewrites them."""
+    for kept in (package / "__pycache__").glob("*-pytest-*.pyc"):
+        kept.unlink()
 
 
 def children_cpu() -> float:
@@ -250,11 +261,11 @@ def numpy_baseline(path: Path) -> Callable[[], object]:
     return load
 
 
-def plugin_setup(spec: cache.FixtureSpec, folder: Path) -> Callable[[], object]:
+def plugin_setup(fixture: spec.FixtureSpec, folder: Path) -> Callable[[], object]:
     def setup() -> object:
-        # What pytest_configure builds and the session fixtures then ask of it.
+        # What the session fixtures build on first use and then ask of it.
         fixtures = cache.FixtureCache(root=folder, folder=folder)
-        verified = fixtures.get(spec)
+        verified = fixtures.get(fixture)
         return tensors.to_tensors(verified.arrays, "cpu")
 
     return setup
@@ -273,16 +284,16 @@ def timed(work: Callable[[], object]) -> Callable[[], float]:
 def bench_warm_path(root: Path, repeats: int, profile: bool) -> tuple[list[Row], str]:
     folder = root / "warm"
     folder.mkdir()
-    path, sidecar, _ = generate_fixture(None, folder / f"{cache.FIXTURE_NAME}.npz")
-    spec = cache.FixtureSpec(path, sidecar, None, 64, "stratified", True)
-    shipped = json.loads(cache.SHIPPED_SIDECAR.read_text(encoding="utf-8"))
+    path, sidecar, _ = generate_fixture(None, folder / f"{spec.FIXTURE_NAME}.npz")
+    fixture = spec.FixtureSpec(path, sidecar, None, 64, "stratified", True)
+    shipped = json.loads(spec.SHIPPED_SIDECAR.read_text(encoding="utf-8"))
 
     started = time.perf_counter()
     import torch
 
     torch_s = time.perf_counter() - started
-    baseline, ours = numpy_baseline(path), plugin_setup(spec, folder)
-    first = cache.FixtureCache(root=folder, folder=folder).get(spec)
+    baseline, ours = numpy_baseline(path), plugin_setup(fixture, folder)
+    first = cache.FixtureCache(root=folder, folder=folder).get(fixture)
     if first.metadata["content_sha256"] != shipped["content_sha256"]:
         raise SystemExit("the generated default fixture does not match the shipped sidecar")
     ours(), baseline()  # warm up
@@ -426,7 +437,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not set(sections) <= set(SECTIONS):
         parser.error(f"--sections: expected any of {', '.join(SECTIONS)}")
 
-    compileall.compile_dir(Path(pytest_ptycho_fixture.__file__).parent, quiet=1)
+    package = Path(pytest_ptycho_fixture.__file__).parent
+    compileall.compile_dir(package, quiet=1)
+    forget_rewritten(package)
     started = time.perf_counter()
     rows: list[Row] = []
     profile = ""

@@ -19,29 +19,26 @@ import contextlib
 import hashlib
 import json
 import os
-import sys
 import time
 import types
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
 import pytest
 
 from . import locking
-from .contract import BUILTIN_SOURCE, DEFAULT_SUBSET, ContractError
+from .contract import ContractError
+from .spec import FixtureSpec, cached_spec, resolve_source, show, source_label
+from .stats import Stats
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from .npzio import LoadedNpz
 
-FIXTURE_NAME = "minimal_dataset_v1"
-DEFAULT_STRATEGY = "stratified"
-SHIPPED_SIDECAR = Path(__file__).parent / "data" / f"{FIXTURE_NAME}.json"
-CACHE_FOLDER = "ptycho-fixture"
 #: Key written into cache-folder sidecars: the run that last regenerated them.
 CACHE_RUN = "cache_run"
 MISSING = "does not exist"
@@ -57,88 +54,6 @@ class _NotWritable(FixtureError):
     def __init__(self, fixture: str, detail: str) -> None:
         super().__init__(f"ptycho-fixture: {fixture} cannot be generated or healed: {detail}")
         self.detail = detail
-
-
-def user_cache_folder() -> Path:
-    """The per-user cache, for runs without pytest's cache provider."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "pytest-ptycho-fixture"
-
-
-@final
-@dataclass(frozen=True)
-class FixtureSpec:
-    """Where a fixture lives, what it is made from, and the sidecar it is checked against."""
-
-    path: Path
-    sidecar: Path
-    source: Path | None = None
-    subset_size: int = DEFAULT_SUBSET
-    strategy: str = DEFAULT_STRATEGY
-    committed: bool = True
-    #: Layout of the source diffraction (HWN or NHW); ``None`` decides it from the coordinates.
-    layout: str | None = None
-
-    @property
-    def lock_path(self) -> Path:
-        return locking.lock_path(self.path)
-
-    @property
-    def shipped(self) -> bool:
-        return self.sidecar == SHIPPED_SIDECAR
-
-
-def parameters_key(source: Path | None, subset_size: int, strategy: str) -> str:
-    """A short hash naming a fixture variant in the cache folder."""
-    text = json.dumps([str(source) if source else BUILTIN_SOURCE, subset_size, strategy])
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def cached_spec(folder: Path, source: Path | None, subset_size: int, strategy: str) -> FixtureSpec:
-    """A variant kept in the cache folder with its own sidecar, made on first use."""
-    name = f"{FIXTURE_NAME}-{parameters_key(source, subset_size, strategy)}"
-    path = folder / f"{name}.npz"
-    return FixtureSpec(path, path.with_suffix(".json"), source, subset_size, strategy, False)
-
-
-def main_spec(
-    *,
-    path: Path | None,
-    sidecar: Path | None,
-    source: Path | None,
-    subset_size: int,
-    strategy: str,
-    folder: Path,
-    layout: str | None = None,
-) -> FixtureSpec:
-    """Resolve the configured fixture.
-
-    With no path configured the NPZ lives in ``folder``. Its sidecar is then the one shipped
-    in the package when source, subset size and strategy are the defaults, else (unless
-    ``sidecar`` is configured) one made with the NPZ in ``folder``.
-    """
-    if path is not None:
-        sidecar = sidecar or path.with_suffix(".json")
-        spec = FixtureSpec(path, sidecar, source, subset_size, strategy, True)
-    elif source is None and subset_size == DEFAULT_SUBSET and strategy == DEFAULT_STRATEGY:
-        path = folder / f"{FIXTURE_NAME}.npz"
-        spec = FixtureSpec(path, sidecar or SHIPPED_SIDECAR, source, subset_size, strategy, True)
-    else:
-        spec = cached_spec(folder, source, subset_size, strategy)
-        if sidecar is not None:
-            spec = replace(spec, sidecar=sidecar, committed=True)
-    return replace(spec, layout=layout) if source is not None else spec
-
-
-def resolve_source(root: Path, source: str | os.PathLike[str] | None) -> Path | None:
-    """``None`` (the built-in scan) for empty or ``builtin``, else a path under ``root``."""
-    text = os.fspath(source) if source is not None else ""
-    if text.strip() in ("", "builtin", BUILTIN_SOURCE):
-        return None
-    return root / Path(text).expanduser()
 
 
 def read_only(value: Any) -> Any:
@@ -158,70 +73,6 @@ class Verified:
     spec: FixtureSpec
     metadata: Mapping[str, Any]
     arrays: Mapping[str, NDArray[Any]]
-
-
-@final
-@dataclass
-class Stats:
-    """What one process (or, merged, a whole run) did; sent from workers as plain data."""
-
-    generations: list[tuple[str, float]] = field(default_factory=list)
-    verifications: int = 0
-    healed: list[str] = field(default_factory=list)
-    rewritten: list[str] = field(default_factory=list)
-    errors: int = 0
-    devices: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "generations": [list(item) for item in self.generations],
-            "verifications": self.verifications,
-            "healed": list(self.healed),
-            "rewritten": list(self.rewritten),
-            "errors": self.errors,
-            "devices": list(self.devices),
-        }
-
-    def merge(self, data: Mapping[str, Any]) -> None:
-        """Add a worker's :meth:`to_dict`."""
-        self.generations += [(str(who), float(took)) for who, took in data["generations"]]
-        self.verifications += int(data["verifications"])
-        self.healed += data["healed"]
-        self.rewritten += [item for item in data["rewritten"] if item not in self.rewritten]
-        self.errors += int(data["errors"])
-        self.devices += [item for item in data["devices"] if item not in self.devices]
-
-    def note_device(self, device: str) -> None:
-        if device not in self.devices:
-            self.devices.append(device)
-
-    def summary(self) -> list[str]:
-        """The terminal summary: nothing if the fixture was not used."""
-        if not (self.generations or self.verifications or self.errors):
-            return []
-        first = _count(len(self.generations), "generation")
-        if self.generations:
-            first += f" ({', '.join(f'{who}, {took:.2f} s' for who, took in self.generations)})"
-        parts = [first, _count(self.verifications, "verification")]
-        if self.healed:
-            parts.append(f"healed {_count(len(self.healed), 'cached file')}")
-        if self.rewritten:
-            parts.append("sidecar rewritten")
-        if self.errors:
-            parts.append(f"fixture unavailable ({_count(self.errors, 'error')})")
-        if self.devices:
-            parts.append(f"device{'s' if len(self.devices) > 1 else ''} {', '.join(self.devices)}")
-        lines = [f"ptycho-fixture: {', '.join(parts)}"]
-        lines += [f"ptycho-fixture: {note}" for note in self.healed]
-        lines += [
-            f"ptycho-fixture: the sidecar {sidecar} was rewritten with the new digests; commit it"
-            for sidecar in self.rewritten
-        ]
-        return lines
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 @final
@@ -249,10 +100,7 @@ class FixtureCache:
 
     def show(self, path: Path) -> str:
         """``path`` relative to the rootdir when it is inside it."""
-        if self.root is not None:
-            with contextlib.suppress(ValueError):
-                return str(path.relative_to(self.root))
-        return str(path)
+        return show(self.root, path)
 
     def get(self, spec: FixtureSpec) -> Verified:
         """The verified fixture for ``spec``: checked, healed or generated once per process."""
@@ -374,7 +222,7 @@ class FixtureCache:
         raise FixtureError(message)
 
     def source_label(self, spec: FixtureSpec) -> str:
-        return BUILTIN_SOURCE if spec.source is None else self.show(spec.source)
+        return source_label(self.root, spec)
 
     def _verify_or_make(self, spec: FixtureSpec) -> Verified:
         expected = self._expected(spec)

@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .spec import LAYOUTS
+
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
@@ -45,14 +47,6 @@ SOURCE_KEYS = frozenset(
 
 MAX_AMPLITUDE = 10.0
 MIN_OBJECT_SIDE = 128
-LAYOUTS = ("HWN", "NHW")
-
-#: How positions are chosen, how many, and the label of the built-in source: what the
-#: plugin checks its options against without importing the generator.
-STRATEGIES = ("stratified", "first")
-MIN_SUBSET = 16
-DEFAULT_SUBSET = 64
-BUILTIN_SOURCE = "builtin:synthetic-run1084"
 
 
 class ContractError(ValueError):

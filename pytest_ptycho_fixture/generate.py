@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from . import contract as c
 from .atomic import atomic_writer
-from .contract import BUILTIN_SOURCE, DEFAULT_SUBSET, MIN_SUBSET, STRATEGIES, ContractError
+from .contract import ContractError
 from .npzio import ContentHasher, NpzReader, content_digests, write_npz_to
 from .sidecar import SIDECAR_VERSION, array_table, default_sidecar_path, dumps
+from .spec import BUILTIN_SOURCE, DEFAULT_SUBSET, MIN_SUBSET, STRATEGIES
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

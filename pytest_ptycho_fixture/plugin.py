@@ -1,32 +1,56 @@
 """pytest hooks, options and fixtures for the canonical ptychography fixture.
 
 The work lives in :mod:`.cache` (lock, verify, heal, regenerate) and :mod:`.tensors`
-(devices, handoff to torch). Importing this module imports neither numpy nor torch: pytest
-loads it in every run, and fixtures import what they need when first used.
+(handoff to torch). pytest loads this module in every run, and rewrites the asserts of
+every module of this package that is imported; where it cannot keep the result (under
+``PYTHONDONTWRITEBYTECODE``, or in a read-only installation) it does so again in every
+run. So at load this module imports only what configures the run and prints its header
+(:mod:`.spec`, :mod:`.stats`, :mod:`.devices`), never numpy or torch; the fixtures
+import the rest when first used.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import uuid
 from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import cache, tensors
+from . import devices
+from .spec import (
+    CACHE_FOLDER,
+    LAYOUTS,
+    MIN_SUBSET,
+    STRATEGIES,
+    FixtureSpec,
+    main_spec,
+    resolve_source,
+    show,
+    source_label,
+    user_cache_folder,
+)
+from .stats import Stats
 
 if TYPE_CHECKING:
     import torch
     from numpy.typing import NDArray
 
-SPEC = pytest.StashKey[cache.FixtureSpec]()
-CACHE = pytest.StashKey[cache.FixtureCache]()
-FACTORY = pytest.StashKey[cache.Factory]()
+    from . import cache, tensors
+
+SPEC = pytest.StashKey[FixtureSpec]()
+STATS = pytest.StashKey[Stats]()
+FOLDER = pytest.StashKey[Path]()
+RUN = pytest.StashKey[str]()
+#: Makes the fixture cache (:mod:`.cache`) when a fixture first needs it.
+MAKE_CACHE = pytest.StashKey[Callable[[], "cache.FixtureCache"]]()
+CACHE = pytest.StashKey["cache.FixtureCache"]()
 DEVICE_SPEC = pytest.StashKey[str]()
 DEVICES = pytest.StashKey[list[str]]()
-SHARED = pytest.StashKey[tensors.SharedTensors]()
+SHARED = pytest.StashKey["tensors.SharedTensors"]()
 #: Keys in pytest-xdist's ``workerinput`` / ``workeroutput``.
 RUN_ID = "ptycho_fixture_run"
 WORKER_STATS = "ptycho_fixture_stats"
@@ -37,14 +61,12 @@ WORKER_STATS = "ptycho_fixture_stats"
 
 def _device(text: str) -> str:
     try:
-        return tensors.parse_device_spec(text)
+        return devices.parse_device_spec(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _subset_size(text: str) -> int:
-    from .contract import MIN_SUBSET
-
     try:
         value = int(text)
     except ValueError:
@@ -57,8 +79,6 @@ def _subset_size(text: str) -> int:
 
 
 def _strategy(text: str) -> str:
-    from .contract import STRATEGIES
-
     if text not in STRATEGIES:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a subset strategy: expected {' or '.join(STRATEGIES)}"
@@ -67,8 +87,6 @@ def _strategy(text: str) -> str:
 
 
 def _layout(text: str) -> str:
-    from .contract import LAYOUTS
-
     if text.strip() not in ("", *LAYOUTS):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a layout: expected {' or '.join(LAYOUTS)} (or nothing, to decide"
@@ -195,11 +213,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "cuda: the test needs a CUDA device; skipped with the reason where there is none"
     )
-    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    workerinput: dict[str, Any] = getattr(config, "workerinput", {})
     pytest_cache = getattr(config, "cache", None)
-    folder = pytest_cache.mkdir(cache.CACHE_FOLDER) if pytest_cache else cache.user_cache_folder()
-    source = cache.resolve_source(config.rootpath, _setting(config, "ptycho_fixture_source", str))
-    spec = cache.main_spec(
+    folder = pytest_cache.mkdir(CACHE_FOLDER) if pytest_cache else user_cache_folder()
+    source = resolve_source(config.rootpath, _setting(config, "ptycho_fixture_source", str))
+    config.stash[SPEC] = main_spec(
         path=_path(config, config.getini("ptycho_fixture_path")),
         sidecar=_path(config, config.getini("ptycho_fixture_metadata")),
         source=source,
@@ -208,25 +226,49 @@ def pytest_configure(config: pytest.Config) -> None:
         folder=folder,
         layout=_setting(config, "ptycho_fixture_layout", _layout) or None,
     )
-    fixtures = cache.FixtureCache(
-        lock_timeout=_setting(config, "ptycho_fixture_lock_timeout", _seconds),
-        regen=config.getoption("regen_fixture"),
-        root=config.rootpath,
-        folder=folder,
-        verify_source=bool(config.getini("ptycho_fixture_verify_source")),
-    )
-    if workerinput is not None:
-        fixtures.worker = workerinput["workerid"]
-        fixtures.run_id = workerinput.get(RUN_ID) or fixtures.run_id
-    config.stash[SPEC] = spec
-    config.stash[CACHE] = fixtures
-    config.stash[FACTORY] = cache.Factory(fixtures, folder, spec, config.rootpath)
+    config.stash[STATS] = stats = Stats()
+    config.stash[FOLDER] = folder
+    config.stash[RUN] = run_id = workerinput.get(RUN_ID) or uuid.uuid4().hex
+    lock_timeout = _setting(config, "ptycho_fixture_lock_timeout", _seconds)
+    verify_source = bool(config.getini("ptycho_fixture_verify_source"))
+
+    def make_cache() -> cache.FixtureCache:
+        from .cache import FixtureCache
+
+        return FixtureCache(
+            lock_timeout=lock_timeout,
+            worker=workerinput.get("workerid", "main"),
+            run_id=run_id,
+            regen=config.getoption("regen_fixture"),
+            verify_source=verify_source,
+            root=config.rootpath,
+            folder=folder,
+            stats=stats,
+        )
+
+    config.stash[MAKE_CACHE] = make_cache
     config.stash[DEVICE_SPEC] = _setting(config, "ptycho_device", _device)
-    config.stash[SHARED] = tensors.SharedTensors(
-        reload=lambda: fixtures.reload(spec), fixture=fixtures.show(spec.path)
-    )
-    if workerinput is None:
+    if not workerinput:
         _check_explicit_requests(config)
+
+
+def _cache(config: pytest.Config) -> cache.FixtureCache:
+    """The fixture cache of this process, made on first use."""
+    if CACHE not in config.stash:
+        config.stash[CACHE] = config.stash[MAKE_CACHE]()
+    return config.stash[CACHE]
+
+
+def _shared(config: pytest.Config) -> tensors.SharedTensors:
+    """The session tensors of this process, with their guard, made on first use."""
+    if SHARED not in config.stash:
+        from .tensors import SharedTensors
+
+        spec = config.stash[SPEC]
+        config.stash[SHARED] = SharedTensors(
+            reload=lambda: _cache(config).reload(spec), fixture=show(config.rootpath, spec.path)
+        )
+    return config.stash[SHARED]
 
 
 def _check_explicit_requests(config: pytest.Config) -> None:
@@ -234,8 +276,8 @@ def _check_explicit_requests(config: pytest.Config) -> None:
     device = config.stash[DEVICE_SPEC]
     if device.startswith("cuda"):
         try:
-            tensors.check_available(device)
-        except tensors.DeviceUnavailable as exc:
+            devices.check_available(device)
+        except devices.DeviceUnavailable as exc:
             origin = "--ptycho-device" if config.getoption("ptycho_device") else "ptycho_device"
             raise pytest.UsageError(f"{origin}: {exc}") from None
     spec = config.stash[SPEC]
@@ -249,13 +291,13 @@ def _check_explicit_requests(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    spec, fixtures = config.stash[SPEC], config.stash[CACHE]
+    spec, root = config.stash[SPEC], config.rootpath
     kind = " (shipped)" if spec.shipped else "" if spec.committed else " (made with the fixture)"
     return (
-        f"ptycho-fixture: {fixtures.show(spec.path)}, sidecar {fixtures.show(spec.sidecar)}"
-        f"{kind}, source {fixtures.source_label(spec)}"
+        f"ptycho-fixture: {show(root, spec.path)}, sidecar {show(root, spec.sidecar)}"
+        f"{kind}, source {source_label(root, spec)}"
         f" ({spec.subset_size} positions, {spec.strategy}),"
-        f" device {tensors.header_device(config.stash[DEVICE_SPEC])}"
+        f" device {devices.header_device(config.stash[DEVICE_SPEC])}"
     )
 
 
@@ -264,32 +306,34 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # Before pytest-xdist starts workers (its hook runs last), so they only verify.
     config = session.config
     if config.getoption("regen_fixture") and not hasattr(config, "workerinput"):
+        from .cache import FixtureError
+
         try:
-            config.stash[CACHE].regenerate(config.stash[SPEC])
-        except cache.FixtureError as exc:
+            _cache(config).regenerate(config.stash[SPEC])
+        except FixtureError as exc:
             raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    node.workerinput[RUN_ID] = node.config.stash[CACHE].run_id
+    node.workerinput[RUN_ID] = node.config.stash[RUN]
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
     stats = getattr(node, "workeroutput", {}).get(WORKER_STATS)
     if stats is not None:
-        node.config.stash[CACHE].stats.merge(stats)
+        node.config.stash[STATS].merge(stats)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
-        workeroutput[WORKER_STATS] = session.config.stash[CACHE].stats.to_dict()
+        workeroutput[WORKER_STATS] = session.config.stash[STATS].to_dict()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    for line in config.stash[CACHE].stats.summary():
+    for line in config.stash[STATS].summary():
         terminalreporter.write_line(line)
 
 
@@ -300,7 +344,7 @@ def _devices(config: pytest.Config) -> list[str]:
     if DEVICES not in config.stash:
         worker = getattr(config, "workerinput", {}).get("workerid")
         spec = config.stash[DEVICE_SPEC]
-        config.stash[DEVICES] = tensors.worker_device(worker, spec, tensors.cuda_count())
+        config.stash[DEVICES] = devices.worker_device(worker, spec, devices.cuda_count())
     return config.stash[DEVICES]
 
 
@@ -313,16 +357,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     marked = [item for item in items if item.get_closest_marker("cuda")]
-    if marked and tensors.cuda_count() == 0:
-        skip = pytest.mark.skip(reason=f"needs a CUDA device: {tensors.cuda_unavailable_reason()}")
+    if marked and devices.cuda_count() == 0:
+        skip = pytest.mark.skip(reason=f"needs a CUDA device: {devices.cuda_unavailable_reason()}")
         for item in marked:
             item.add_marker(skip)
 
 
 def _guard(item: pytest.Item) -> None:
+    shared = item.config.stash.get(SHARED, None)
+    if shared is None:
+        return
+    from .cache import FixtureError
+
     try:
-        message = item.config.stash[SHARED].check(item.nodeid)
-    except cache.FixtureError as exc:
+        message = shared.check(item.nodeid)
+    except FixtureError as exc:
         message = str(exc)
     if message:
         pytest.fail(message, pytrace=False)
@@ -348,7 +397,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object
 
 
 def _verified(config: pytest.Config) -> cache.Verified:
-    return config.stash[CACHE].get_or_fail(config.stash[SPEC])
+    return _cache(config).get_or_fail(config.stash[SPEC])
 
 
 @pytest.fixture(scope="session")
@@ -376,8 +425,8 @@ def ptycho_arrays(request: pytest.FixtureRequest) -> Mapping[str, NDArray[Any]]:
 def ptycho_device(request: pytest.FixtureRequest) -> torch.device:
     """The selected ``torch.device`` (``--ptycho-device``; ``all`` parametrizes over each)."""
     device = getattr(request, "param", None) or _devices(request.config)[0]
-    request.config.stash[CACHE].stats.note_device(device)
-    return tensors.torch_device(device)
+    request.config.stash[STATS].note_device(device)
+    return devices.torch_device(device)
 
 
 @pytest.fixture(scope="session")
@@ -392,7 +441,7 @@ def ptycho_tensors(
     restored for the next tests; use ``ptycho_batch`` for a copy you may modify.
     """
     arrays = _verified(request.config).arrays
-    return request.config.stash[SHARED].get(arrays, str(ptycho_device))
+    return _shared(request.config).get(arrays, str(ptycho_device))
 
 
 @pytest.fixture
@@ -409,4 +458,7 @@ def ptycho_fixture_factory(request: pytest.FixtureRequest) -> cache.Factory:
     scan. Each variant is generated once into the cache folder, named by a hash of its
     parameters, and verified against the sidecar generated with it.
     """
-    return request.config.stash[FACTORY]
+    from .cache import Factory
+
+    config = request.config
+    return Factory(_cache(config), config.stash[FOLDER], config.stash[SPEC], config.rootpath)

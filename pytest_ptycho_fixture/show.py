@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import contract as c
-from .contract import BUILTIN_SOURCE, ContractError
+from .contract import ContractError
+from .spec import BUILTIN_SOURCE, SHIPPED_SIDECAR
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,7 +86,6 @@ def _find_sidecar(
     The built-in default kept in pytest's cache folder has no sidecar beside it: the
     one shipped in the package describes it.
     """
-    from .cache import SHIPPED_SIDECAR
     from .sidecar import default_sidecar_path, read_sidecar
 
     if metadata is not None:

@@ -19,9 +19,9 @@ from typing import Any
 import helpers
 from helpers import cli_command
 
-from pytest_ptycho_fixture.cache import SHIPPED_SIDECAR
 from pytest_ptycho_fixture.contract import ContractError
 from pytest_ptycho_fixture.npzio import load_npz
+from pytest_ptycho_fixture.spec import SHIPPED_SIDECAR
 
 #: An inner pytest run: no hypothesis plugin (seconds per run), tests in file order.
 PYTEST = (sys.executable, "-m", "pytest", "-p", "no:hypothesispytest", "-p", "no:randomly")

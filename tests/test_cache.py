@@ -9,17 +9,16 @@ from pathlib import Path
 import filelock
 import pytest
 
-from pytest_ptycho_fixture.cache import (
+from pytest_ptycho_fixture.cache import FixtureCache, FixtureError
+from pytest_ptycho_fixture.generate import generate_fixture
+from pytest_ptycho_fixture.spec import (
     SHIPPED_SIDECAR,
-    FixtureCache,
-    FixtureError,
     FixtureSpec,
-    Stats,
     cached_spec,
     main_spec,
     parameters_key,
 )
-from pytest_ptycho_fixture.generate import generate_fixture
+from pytest_ptycho_fixture.stats import Stats
 
 
 def test_a_zero_configuration_uses_the_cache_folder_and_the_shipped_sidecar(

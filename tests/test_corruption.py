@@ -18,15 +18,10 @@ import numpy as np
 import pytest
 from processes import content_digest, temporary_files
 
-from pytest_ptycho_fixture.cache import (
-    SHIPPED_SIDECAR,
-    FixtureCache,
-    FixtureError,
-    FixtureSpec,
-    main_spec,
-)
+from pytest_ptycho_fixture.cache import FixtureCache, FixtureError
 from pytest_ptycho_fixture.generate import generate_fixture
 from pytest_ptycho_fixture.npzio import load_npz, write_npz_to
+from pytest_ptycho_fixture.spec import SHIPPED_SIDECAR, FixtureSpec, main_spec
 
 CACHED_FOLDER = ".pytest_cache/d/ptycho-fixture"
 FIXTURE = "fixtures/minimal_dataset_v1.npz"

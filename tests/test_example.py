@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_ptycho_fixture.cache import SHIPPED_SIDECAR
-from pytest_ptycho_fixture.tensors import cuda_count
+from pytest_ptycho_fixture.devices import cuda_count
+from pytest_ptycho_fixture.spec import SHIPPED_SIDECAR
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "ptychography_project"
 FIXTURE = Path("tests/fixtures/pytorch_integration/minimal_dataset_v1.npz")

@@ -21,7 +21,8 @@ from helpers import (
 )
 from processes import PYTEST, USES_THE_FIXTURE
 
-from pytest_ptycho_fixture.cache import FixtureCache, FixtureError, cached_spec
+from pytest_ptycho_fixture.cache import FixtureCache, FixtureError
+from pytest_ptycho_fixture.spec import cached_spec
 
 #: The cache is asked with no layout (an ambiguous source is still refused, naming the
 #: options) and reads only what the fixture needs, never verifying a whole source.

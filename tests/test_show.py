@@ -16,11 +16,11 @@ from matplotlib.collections import PathCollection
 from matplotlib.image import imread
 from numpy.typing import NDArray
 
-from pytest_ptycho_fixture.cache import SHIPPED_SIDECAR
 from pytest_ptycho_fixture.generate import generate_fixture
 from pytest_ptycho_fixture.npzio import load_npz
 from pytest_ptycho_fixture.show import DPI, FIGURE_INCHES, Rendered, render_fixture
 from pytest_ptycho_fixture.simulate import synthetic_scan
+from pytest_ptycho_fixture.spec import SHIPPED_SIDECAR
 
 DOCS_PICTURE = Path(__file__).parent.parent / "docs" / "fixture.png"
 PROBE_PANELS = ["probe amplitude", "probe phase"]

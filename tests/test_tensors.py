@@ -11,15 +11,9 @@ import pytest
 import torch
 from numpy.typing import NDArray
 
-from pytest_ptycho_fixture import tensors
-from pytest_ptycho_fixture.tensors import (
-    DeviceUnavailable,
-    PtychoTensors,
-    SharedTensors,
-    parse_device_spec,
-    to_tensors,
-    worker_device,
-)
+from pytest_ptycho_fixture import devices, tensors
+from pytest_ptycho_fixture.devices import DeviceUnavailable, parse_device_spec, worker_device
+from pytest_ptycho_fixture.tensors import PtychoTensors, SharedTensors, to_tensors
 
 
 @pytest.mark.parametrize(
@@ -80,7 +74,7 @@ def test_it_rejects_unknown_devices_quoting_them(text: str) -> None:
 
 @pytest.mark.parametrize(("worker", "index"), [(None, 0), ("master", 0), ("gw0", 0), ("gw12", 12)])
 def test_it_reads_the_index_of_an_xdist_worker(worker: str | None, index: int) -> None:
-    assert tensors.worker_index(worker) == index
+    assert devices.worker_index(worker) == index
 
 
 def test_it_hands_the_arrays_to_torch_without_copying_on_the_cpu(
