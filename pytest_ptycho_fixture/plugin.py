@@ -425,7 +425,7 @@ def ptycho_arrays(request: pytest.FixtureRequest) -> Mapping[str, NDArray[Any]]:
 def ptycho_device(request: pytest.FixtureRequest) -> torch.device:
     """The selected ``torch.device`` (``--ptycho-device``; ``all`` parametrizes over each)."""
     device = getattr(request, "param", None) or _devices(request.config)[0]
-    request.config.stash[STATS].note_device(device)
+    request.config.stash[STATS].note_device(devices.describe_device(device))
     return devices.torch_device(device)
 
 

@@ -116,13 +116,25 @@ def restore(tensors: PtychoTensors, arrays: Mapping[str, NDArray[Any]]) -> None:
         torch.cuda.synchronize(tensors.device)
 
 
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors hold the same bytes: unlike ``torch.equal``, -0.0 is not 0.0."""
+    import torch
+
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return torch.equal(
+        a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8)
+    )
+
+
 @final
 @dataclass
 class SharedTensors:
     """The session tensors handed out per device, with a pristine copy of each.
 
-    A test changed a tensor if torch's in-place counter moved or its values differ from
-    the copy (which catches writes through ``.data`` or ``.numpy()`` too). ``reload``
+    A test changed a tensor if torch's in-place counter moved or its bytes differ from
+    the copy (which catches writes through ``.data``, ``.numpy()`` or DLPack too, and a
+    zero whose sign changed). ``reload``
     reads the verified fixture again; it is what damaged tensors are restored from (on
     the CPU they share memory with the loaded arrays, so those were changed too).
     """
@@ -143,14 +155,12 @@ class SharedTensors:
         return self.by_device[device]
 
     def _changed(self, device: str) -> list[str]:
-        import torch
-
         tensors, versions = self.by_device[device], self.baseline[device]
         copies = dict(self.pristine[device].items())
         return [
             name
             for name, tensor in tensors.items()
-            if tensor._version != versions[name] or not torch.equal(tensor, copies[name])
+            if tensor._version != versions[name] or not _same_bits(tensor, copies[name])
         ]
 
     def check(self, test: str) -> str | None:

@@ -121,14 +121,21 @@ def test_it_costs_nothing_to_a_run_that_does_not_use_it(pytester: pytest.Pyteste
                 for name in sys.modules
                 if name.startswith("pytest_ptycho_fixture.")
             }
-            heavy = sorted((ours - LIGHT) | ({"numpy", "torch"} & set(sys.modules)))
-            print(f"heavy modules: {heavy}")
+            print(f"\\n@ ours beyond the light ones: {sorted(ours - LIGHT)}")
+            print(f"@ numpy and torch: {sorted({'numpy', 'torch'} & set(sys.modules))}")
         """
     )
     pytester.makepyfile("def test_plain():\n    pass\n")
+
+    def loaded(result: pytest.RunResult) -> list[str]:
+        result.assert_outcomes(passed=1)
+        return [line for line in result.outlines if line.startswith("@ ")]
+
     result = pytester.runpytest_subprocess("-s")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*heavy modules: []*"])
+    # Another plugin of the environment may import numpy itself: a run without ours is
+    # the baseline. In a bare environment neither module is loaded.
+    baseline = loaded(pytester.runpytest_subprocess("-s", "-p", "no:ptycho_fixture"))
+    assert loaded(result) == ["@ ours beyond the light ones: []", baseline[1]]
     assert "ptycho-fixture: 0" not in result.stdout.str()
     assert not (pytester.path / CACHED).exists()
 
@@ -521,7 +528,7 @@ def test_a_test_that_modifies_the_shared_tensors_fails_and_the_next_sees_pristin
             import numpy as np
             with np.load(ptycho_fixture_path) as data:
                 on_disk = torch.from_numpy(data["diffraction"])
-            assert torch.equal(ptycho_tensors.diffraction, on_disk)
+            assert torch.equal(ptycho_tensors.diffraction.cpu(), on_disk)
             assert np.array_equal(ptycho_arrays["diffraction"], data_diffraction(ptycho_fixture_path))
 
         def data_diffraction(path):
@@ -535,16 +542,18 @@ def test_a_test_that_modifies_the_shared_tensors_fails_and_the_next_sees_pristin
             assert not torch.equal(ptycho_batch.diffraction, ptycho_tensors.diffraction)
 
         def test_after_the_batch(ptycho_tensors, ptycho_arrays):
-            assert torch.equal(ptycho_tensors.diffraction, torch.from_numpy(ptycho_arrays["diffraction"].copy()))
+            expected = torch.from_numpy(ptycho_arrays["diffraction"].copy())
+            assert torch.equal(ptycho_tensors.diffraction.cpu(), expected)
         """
     )
     result = pytester.runpytest("-p", "no:randomly")
     result.assert_outcomes(passed=3, failed=1)
+    device = "cuda:0" if torch.cuda.is_available() else "cpu"
     result.stdout.fnmatch_lines(
         [
             (
                 "*test_mutation.py::test_one modified the shared session tensor"
-                " ptycho_tensors.diffraction (cpu) in place.*request the ptycho_batch fixture"
+                f" ptycho_tensors.diffraction ({device}) in place.*request the ptycho_batch fixture"
                 " instead for a private copy*"
             ),
             "FAILED test_mutation.py::test_one*",
@@ -592,11 +601,16 @@ def test_auto_picks_cuda_where_there_is_one_and_the_cpu_elsewhere(
     expected = "cuda:0" if torch.cuda.is_available() else "cpu"
     pytester.makepyfile(
         f"""
-        def test_device(ptycho_device):
+        def test_device(ptycho_device, ptycho_tensors):
             assert str(ptycho_device) == {expected!r}
+            assert ptycho_tensors.diffraction.device == ptycho_device
         """
     )
-    pytester.runpytest().assert_outcomes(passed=1)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    # The summary names the GPU it ran on.
+    named = f"cuda:0 ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+    result.stdout.fnmatch_lines([f"ptycho-fixture: *, device {named}"])
 
 
 def test_all_devices_parametrize_the_tests_that_use_them(pytester: pytest.Pytester) -> None:

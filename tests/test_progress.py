@@ -19,7 +19,7 @@ import pytest
 from helpers import cli_command, run_cli, write_source
 from numpy.typing import NDArray
 
-from pytest_ptycho_fixture import npzio
+from pytest_ptycho_fixture import npzio, parallel
 from pytest_ptycho_fixture.generate import generate_fixture
 from pytest_ptycho_fixture.simulate import forward, simulate_source, synthetic_scan
 
@@ -125,8 +125,17 @@ def test_nothing_is_written_to_stderr_when_it_is_a_pipe(source: Path, tmp_path: 
 # -- the hooks ----------------------------------------------------------------------------
 
 
-def test_forward_reports_once_per_batch_and_gives_the_same_amplitudes() -> None:
+@pytest.mark.parametrize(
+    ("threads", "batches"),
+    [(1, [128, 128, 44]), (2, [128, 128, 44]), (3, [100, 100, 100]), (8, [38] * 7 + [34])],
+)
+def test_forward_reports_once_per_batch_and_gives_the_same_amplitudes_on_any_core_count(
+    monkeypatch: pytest.MonkeyPatch, threads: int, batches: list[int]
+) -> None:
     scan = synthetic_scan(POSITIONS)
+    plain: NDArray[np.float64] = forward(scan.probe, scan.object, scan.xcoords, scan.ycoords)
+    # The batches follow the threads there are (one per core, up to eight), at most 128 each.
+    monkeypatch.setattr(parallel, "WORKERS", threads)
     reports: list[tuple[int, int]] = []
     reported = forward(
         scan.probe,
@@ -135,12 +144,11 @@ def test_forward_reports_once_per_batch_and_gives_the_same_amplitudes() -> None:
         scan.ycoords,
         progress=lambda done, total: reports.append((done, total)),
     )
-    # Batches of 128 may finish in any order (they run in threads); the count only grows.
+    # Batches may finish in any order (they run in threads); the count only grows.
     done = [0] + [seen for seen, _ in reports]
     steps = sorted(b - a for a, b in itertools.pairwise(done))
-    assert steps == sorted([128, 128, POSITIONS - 256])
+    assert steps == sorted(batches)
     assert {total for _, total in reports} == {POSITIONS}
-    plain: NDArray[np.float64] = forward(scan.probe, scan.object, scan.xcoords, scan.ycoords)
     assert reported.tobytes() == plain.tobytes()
 
 

@@ -5,8 +5,12 @@ numpy arrays cannot be written or made writable again."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 pytest_plugins = ["pytester"]
+
+#: Where ``ptycho_device = auto`` puts the session tensors on this machine.
+DEVICE = "cuda:0" if torch.cuda.is_available() else "cpu"
 
 #: Each in-place change a test might make, as the body of a test function.
 MUTATIONS = {
@@ -24,8 +28,19 @@ MUTATIONS = {
     "out": ("probe", "torch.mul(ptycho_tensors.probe, 2, out=ptycho_tensors.probe)"),
     # Writes that bypass torch's in-place counter are caught by comparing values.
     "data": ("object", "ptycho_tensors.object.data.mul_(2)"),
-    "numpy": ("diffraction", "ptycho_tensors.diffraction.numpy()[0, 0, 0] = 5"),
+    "dlpack": ("object", "torch.from_dlpack(ptycho_tensors.object).mul_(2)"),
+    # A change that torch.equal cannot see: the probe's zeros, with their signs flipped.
+    "signed_zero": (
+        "probe",
+        (
+            "zeros = ptycho_tensors.probe == 0\n    assert zeros.any()\n"
+            "    view = torch.from_dlpack(ptycho_tensors.probe)\n    view[zeros] = -view[zeros]"
+        ),
+    ),
 }
+if DEVICE == "cpu":
+    # A numpy view shares memory only with a tensor on the CPU.
+    MUTATIONS["numpy"] = ("diffraction", "ptycho_tensors.diffraction.numpy()[0, 0, 0] = 5")
 
 CHECK = """
 def test_after_{name}(ptycho_tensors, ptycho_arrays, ptycho_metadata, ptycho_fixture_path):
@@ -54,7 +69,7 @@ def verified(tensors, arrays, metadata, path):
         "ycoords_start": disk["ycoords_start"],
     }
     for name, expected in pairs.items():
-        assert torch.equal(getattr(tensors, name), torch.from_numpy(expected)), name
+        assert torch.equal(getattr(tensors, name).cpu(), torch.from_numpy(expected)), name
 
 
 @pytest.fixture
@@ -106,7 +121,7 @@ def test_every_in_place_change_fails_its_test_and_the_next_test_sees_the_verifie
             [
                 (
                     f"*test_shared.py::test_change_{name} modified the shared session tensor"
-                    f" ptycho_tensors.{field} (cpu) in place. Every test gets the same session"
+                    f" ptycho_tensors.{field} ({DEVICE}) in place. Every test gets the same session"
                     " tensors, so they were restored from * for the tests that follow; request"
                     " the ptycho_batch fixture instead*"
                 )
@@ -116,7 +131,7 @@ def test_every_in_place_change_fails_its_test_and_the_next_test_sees_the_verifie
         [
             (
                 "*test_shared.py::test_a_fixture_that_changes_them_in_its_teardown modified the"
-                " shared session tensor ptycho_tensors.coords (cpu) in place.*"
+                f" shared session tensor ptycho_tensors.coords ({DEVICE}) in place.*"
             )
         ]
     )
