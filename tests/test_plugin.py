@@ -681,9 +681,12 @@ def test_an_explicit_gpu_that_is_not_there_is_a_usage_error(pytester: pytest.Pyt
     )
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
-def test_cuda_without_a_gpu_is_a_usage_error_not_a_skip(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest("--ptycho-device", "cuda")
+def test_cuda_without_a_gpu_is_a_usage_error_not_a_skip(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No GPU is visible to the run, also on a machine that has one.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    result = pytester.runpytest_subprocess("--ptycho-device", "cuda")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         ["ERROR: --ptycho-device: cuda requested but no CUDA device is visible (torch *)*"]
