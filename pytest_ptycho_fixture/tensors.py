@@ -134,9 +134,9 @@ class SharedTensors:
 
     A test changed a tensor if torch's in-place counter moved or its bytes differ from
     the copy (which catches writes through ``.data``, ``.numpy()`` or DLPack too, and a
-    zero whose sign changed). ``reload``
-    reads the verified fixture again; it is what damaged tensors are restored from (on
-    the CPU they share memory with the loaded arrays, so those were changed too).
+    zero whose sign changed). ``reload`` reads the verified fixture again; it is what
+    damaged tensors are restored from (on the CPU they share memory with the loaded
+    arrays, so those were changed too).
     """
 
     reload: Callable[[], Mapping[str, NDArray[Any]]]

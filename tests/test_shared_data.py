@@ -26,7 +26,7 @@ MUTATIONS = {
     "view": ("diffraction", "ptycho_tensors.diffraction[3].fill_(0)"),
     "detach": ("object", "ptycho_tensors.object.detach().mul_(2)"),
     "out": ("probe", "torch.mul(ptycho_tensors.probe, 2, out=ptycho_tensors.probe)"),
-    # Writes that bypass torch's in-place counter are caught by comparing values.
+    # Writes that bypass torch's in-place counter are caught by comparing bytes.
     "data": ("object", "ptycho_tensors.object.data.mul_(2)"),
     "dlpack": ("object", "torch.from_dlpack(ptycho_tensors.object).mul_(2)"),
     # A change that torch.equal cannot see: the probe's zeros, with their signs flipped.
