@@ -16,10 +16,12 @@ WORKERS = min(os.cpu_count() or 1, 8)
 def run(
     jobs: Sequence[Job],
     work: Callable[[Job], None],
-    workers: int = WORKERS,
+    workers: int | None = None,
     done: Callable[[Job], None] | None = None,
 ) -> None:
     """Call ``work(job)`` for every job, in up to ``workers`` threads (this one when 1).
+
+    ``workers`` defaults to :data:`WORKERS`, read at each call.
 
     ``done(job)`` is called after each job, one call at a time. Once a job fails no
     other starts, and its error is raised here after every thread has stopped.
@@ -43,7 +45,7 @@ def run(
                 with lock:
                     done(job)
 
-    count = min(workers, len(jobs))
+    count = min(WORKERS if workers is None else workers, len(jobs))
     if count <= 1:
         worker()
     else:

@@ -33,8 +33,6 @@ DEFLATED = 8
 ZIP64_LIMIT = (1 << 31) - 1
 #: Bytes of a member deflated as one block.
 BLOCK_BYTES = 256 << 10
-#: Threads deflating blocks at once.
-WORKERS = parallel.WORKERS
 #: Any level from 1 to 9 gives the same bytes: Huffman-only coding ignores it.
 _LEVEL = 1
 
@@ -162,13 +160,13 @@ def _pack(entries: Sequence[Entry], compress: bool) -> list[_Packed]:
 
 
 def _deflate_all(blocks: list[tuple[_Packed, int, Entry]]) -> None:
-    """Deflate every block into its member's parts, in up to ``WORKERS`` threads."""
+    """Deflate every block into its member's parts, in up to ``parallel.WORKERS`` threads."""
 
     def deflate(job: tuple[_Packed, int, Entry]) -> None:
         member, block, entry = job
         member.parts[block] = _deflate_block(entry, block)
 
-    parallel.run(blocks, deflate, WORKERS)
+    parallel.run(blocks, deflate)
 
 
 def _deflate_block(entry: Entry, block: int) -> bytes:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_ptycho_fixture import zipwrite
+from pytest_ptycho_fixture import parallel, zipwrite
 from pytest_ptycho_fixture.npzio import write_npz
 from pytest_ptycho_fixture.zipwrite import Entry, write_zip
 
@@ -68,7 +68,7 @@ def test_the_bytes_do_not_depend_on_the_number_of_threads(
     monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
     expected = _archive(_entries())
-    monkeypatch.setattr(zipwrite, "WORKERS", workers)
+    monkeypatch.setattr(parallel, "WORKERS", workers)
     assert _archive(_entries()) == expected
 
 
