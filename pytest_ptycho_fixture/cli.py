@@ -16,6 +16,7 @@ from typing import Any
 
 from . import __version__
 from .progress import Progress, terminal_progress
+from .spec import DEFAULT_STRATEGY, DEFAULT_SUBSET, LAYOUTS, MIN_SUBSET, STRATEGIES
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 QUIET_HELP = "no progress bar (it is shown only when stderr is a terminal)"
@@ -65,15 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--output", type=Path, required=True, help="fixture NPZ to write")
     gen.add_argument(
-        "--subset-size", type=int, default=64, help="positions to keep, 16..N (default 64)"
+        "--subset-size",
+        type=int,
+        default=DEFAULT_SUBSET,
+        help=f"positions to keep, {MIN_SUBSET}..N (default {DEFAULT_SUBSET})",
     )
     gen.add_argument(
         "--metadata-out", type=Path, help="sidecar to write (default: OUTPUT with .json)"
     )
     gen.add_argument(
         "--subset-strategy",
-        choices=("stratified", "first"),
-        default="stratified",
+        choices=STRATEGIES,
+        default=DEFAULT_STRATEGY,
         help="stratified: positions floor(i*N/n), spanning the scan (default);"
         " first: positions 0..n-1",
     )
@@ -85,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument(
         "--layout",
-        choices=("HWN", "NHW"),
+        choices=LAYOUTS,
         help="layout of the source diffraction, needed only when H == W == N is ambiguous",
     )
     gen.add_argument(
@@ -119,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--layout",
-        choices=("HWN", "NHW"),
+        choices=LAYOUTS,
         default="HWN",
         help="HWN: legacy (H,W,N) like Run1084 (default); NHW: canonical (N,H,W)",
     )

@@ -15,7 +15,7 @@ from .atomic import atomic_writer
 from .contract import ContractError
 from .npzio import ContentHasher, NpzReader, content_digests, write_npz_to
 from .sidecar import SIDECAR_VERSION, array_table, default_sidecar_path, dumps
-from .spec import BUILTIN_SOURCE, DEFAULT_SUBSET, MIN_SUBSET, STRATEGIES
+from .spec import BUILTIN_SOURCE, DEFAULT_STRATEGY, DEFAULT_SUBSET, MIN_SUBSET, STRATEGIES
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -250,7 +250,7 @@ def build_fixture(
     source: Source,
     subset_size: int = DEFAULT_SUBSET,
     *,
-    strategy: str = "stratified",
+    strategy: str = DEFAULT_STRATEGY,
     diff3d_alias: bool = True,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
 ) -> Fixture:
@@ -393,7 +393,7 @@ def generate_fixture(
     subset_size: int = DEFAULT_SUBSET,
     metadata_path: str | os.PathLike[str] | None = None,
     *,
-    strategy: str = "stratified",
+    strategy: str = DEFAULT_STRATEGY,
     layout: str | None = None,
     diff3d_alias: bool = True,
     min_coverage: float = DEFAULT_MIN_COVERAGE,

@@ -23,6 +23,8 @@ import pytest
 from . import devices
 from .spec import (
     CACHE_FOLDER,
+    DEFAULT_STRATEGY,
+    DEFAULT_SUBSET,
     LAYOUTS,
     MIN_SUBSET,
     STRATEGIES,
@@ -156,12 +158,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="",
     )
     parser.addini(
-        "ptycho_fixture_subset_size", "positions in the fixture (default 64)", default="64"
+        "ptycho_fixture_subset_size",
+        f"positions in the fixture (default {DEFAULT_SUBSET})",
+        default=str(DEFAULT_SUBSET),
     )
     parser.addini(
         "ptycho_fixture_subset_strategy",
         "stratified (positions spanning the scan, default) or first",
-        default="stratified",
+        default=DEFAULT_STRATEGY,
     )
     parser.addini(
         "ptycho_fixture_layout",

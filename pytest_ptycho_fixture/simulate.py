@@ -42,6 +42,7 @@ import numpy.typing as npt
 from numpy.typing import NDArray
 
 from . import parallel
+from .spec import LAYOUTS
 
 if TYPE_CHECKING:
     from .progress import Progress
@@ -63,7 +64,6 @@ OBJECT_SHAPE: tuple[int, int] = (227, 226)
 X_RANGE: tuple[float, float] = (34.4, 79.3)
 Y_RANGE: tuple[float, float] = (35.8, 79.1)
 
-_LAYOUTS = ("HWN", "NHW")
 _BATCH = 128
 
 _MASK64 = (1 << 64) - 1
@@ -594,8 +594,8 @@ def simulate_source(
     ``layout`` "HWN" stores diffraction as (H, W, P), "NHW" as (P, H, W). ``progress``
     is handed to :func:`forward`.
     """
-    if layout not in _LAYOUTS:
-        raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     scan = synthetic_scan(positions)
     amplitudes = forward(scan.probe, scan.object, scan.xcoords, scan.ycoords, progress=progress)
     if layout == "HWN":
