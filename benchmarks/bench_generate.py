@@ -56,7 +56,7 @@ SOURCES = {
 SOURCE_FILES = {"default": "small", "deflated-zlib": "deflated", "floor": "stored",
                 "inflate": "deflated", "in-process": "stored"}
 SAME = {True: "yes", False: "NO", None: "-"}
-RUN_CLI = "from pytest_ptycho_fixture.cli import main; raise SystemExit(main())"
+RUN_CLI = "from pytest_ptycho_fixture.cli import run; run()"
 BLOCK_ISAL = "import sys; sys.modules['isal'] = None; " + RUN_CLI
 #: The ``inflate`` floor: import numpy, then inflate the diffraction member with zlib and
 #: throw the bytes away (no CRC, nothing kept), in bounded pieces.
