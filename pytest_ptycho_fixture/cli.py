@@ -178,7 +178,8 @@ def run() -> NoReturn:
     runs (it would otherwise walk numpy's and filelock's objects over and over as the
     imports grow the heap), and everything frozen before exit, so that the collections
     of interpreter shutdown find nothing to walk. Files are closed and flushed by then,
-    and ``atexit`` handlers still run. Together this takes about 50 ms off a 0.3 s run.
+    and ``atexit`` handlers still run. This takes 30-50 ms off a 0.3 s run
+    (``benchmarks/bench_generate.py``, rows ``default`` and ``default-collector``).
     Call :func:`main` to run a command inside a process that goes on.
     """
     gc.disable()
