@@ -56,8 +56,10 @@ SOURCES = {
 }
 
 
-SOURCE_FILES = {"default": "small", "default-collector": "small", "deflated-zlib": "deflated", "floor": "stored",
-                "inflate": "deflated", "in-process": "stored"}
+SOURCE_FILES = {"default": "small", "default-collector": "small", "deflated-zlib": "deflated",
+                "floor": "stored", "inflate": "deflated", "in-process": "stored"}
+#: Rows whose command generates the built-in default (no ``--source``).
+BUILTIN_ROWS = ("default", "default-collector")
 SAME = {True: "yes", False: "NO", None: "-"}
 RUN_CLI = "from pytest_ptycho_fixture.cli import run; run()"
 BLOCK_ISAL = "import sys; sys.modules['isal'] = None; " + RUN_CLI
@@ -161,7 +163,7 @@ def commands(name: str, source: Path, ours_out: Path, naive_out: Path) -> tuple[
         return [python, "-c", TIMED_OURS, *generate], [python, "-c", TIMED_NAIVE, *naive[1:]]
     program = {"deflated-zlib": BLOCK_ISAL, "default-collector": RUN_MAIN}.get(name, RUN_CLI)
     ours = [python, "-c", program, "generate", "--output", str(ours_out)]
-    if not name.startswith("default"):
+    if name not in BUILTIN_ROWS:
         ours += ["--source", str(source)]
     return ours, naive
 
