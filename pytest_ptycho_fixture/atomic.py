@@ -1,5 +1,8 @@
 """Atomic file publication: build in a temporary file beside the target, fsync, rename.
 
+The folders a target needs are made by :func:`parents_made` just before writing, and
+removed again if the writing fails, so that a failed command leaves no trace at all.
+
 A writer holds an exclusive ``flock`` on its temporary file for as long as the file
 exists, so :func:`remove_stale_temps` can tell the file of a live writer (locked) from one
 left by a killed writer (the kernel released its lock) and removes only the latter.
@@ -154,6 +157,76 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def missing_parents(target: Path) -> list[Path]:
+    """The folders above ``target`` that do not exist yet, outermost first.
+
+    Raises ``NotADirectoryError`` naming ``target`` when something that is not a folder
+    (a file, a dangling symlink) stands where one of them is needed.
+    """
+    missing: list[Path] = []
+    folder = Path(target).parent
+    # os.path.isdir and lexists, unlike their Path forms, say False for any OSError
+    # (a name too long, say): mkdir then reports the real reason.
+    while not os.path.isdir(folder):
+        if os.path.lexists(folder):
+            raise _in_the_way(target, folder)
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    return missing[::-1]
+
+
+@contextlib.contextmanager
+def parents_made(*targets: Path) -> Iterator[list[Path]]:
+    """Make the missing folders above each target, as ``mkdir -p``; yield those made.
+
+    If the block fails (Ctrl-C included), the folders made here are removed again,
+    deepest first, each only if it is empty. A folder that cannot be made raises an
+    ``OSError`` that names the target, the folder and the reason, after removing the
+    folders made before it.
+    """
+    made: list[Path] = []
+    try:
+        for target in targets:
+            for folder in missing_parents(target):
+                try:
+                    os.mkdir(folder)
+                except FileExistsError:
+                    if not os.path.isdir(folder):
+                        raise _in_the_way(target, folder) from None
+                    continue  # made meanwhile by another process: not ours to remove
+                except OSError as exc:
+                    reason = f"cannot create the folder {folder}: {exc.strerror}"
+                    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                        reason += f"; make {folder.parent} writable or choose another path"
+                    raise type(exc)(exc.errno, reason, str(target)) from None
+                made.append(folder)
+        yield made
+    except BaseException:
+        _remove_folders(made)
+        raise
+    # A file renamed into a new folder is durable only once the folder's own entry is.
+    for folder in made:
+        _fsync_dir(folder.parent)
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    """Remove ``folders``, made in this order, deepest first; keep any that is not empty."""
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+def _in_the_way(target: Path, folder: Path) -> NotADirectoryError:
+    what = "a symbolic link" if os.path.islink(folder) else "a file"
+    reason = (
+        f"cannot create the folder {folder}: {what} of that name is in the way;"
+        " move it or choose another path"
+    )
+    return NotADirectoryError(errno.ENOTDIR, reason, str(target))
 
 
 def write_bytes(target: Path, data: bytes) -> None:

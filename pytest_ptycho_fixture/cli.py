@@ -1,25 +1,32 @@
 """The ``ptycho-fixture`` command line: generate, verify, info, simulate, show.
 
 Exit status: 0 success, 1 verification mismatch, 2 bad input (one line on stderr,
-nothing written).
+nothing written), 130 interrupted by Ctrl-C (one line on stderr; what was under way is
+undone).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .progress import Progress, terminal_progress
 from .spec import DEFAULT_STRATEGY, DEFAULT_SUBSET, LAYOUTS, MIN_SUBSET, STRATEGIES
 
+if TYPE_CHECKING:
+    from .generate import Fixture
+
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
+#: 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C.
+EXIT_INTERRUPTED = 130
 QUIET_HELP = "no progress bar (it is shown only when stderr is a terminal)"
 #: Commands that report progress: bar description, unit, binary prefixes.
 PROGRESS = {"generate": ("reading source", "B", True), "simulate": ("simulating", "pattern", False)}
@@ -148,24 +155,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(argv)
-    from .contract import ContractError
-
-    handler = {
-        "generate": _generate,
-        "verify": _verify,
-        "info": _info,
-        "simulate": _simulate,
-        "show": _show,
-    }[args.command]
+    outputs: dict[Path, tuple[int, int, int] | None] = {}
     try:
-        with _progress(args) as progress:
-            args.progress = progress
-            return handler(args)
-    except (ContractError, _BadInput) as exc:
-        message = str(exc)
-    except OSError as exc:
-        message = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+        args = build_parser().parse_args(argv)
+        outputs = {path: _identity(path) for path in _outputs(args)}
+        from .contract import ContractError
+
+        handler = {
+            "generate": _generate,
+            "verify": _verify,
+            "info": _info,
+            "simulate": _simulate,
+            "show": _show,
+        }[args.command]
+        try:
+            with _progress(args) as progress:
+                args.progress = progress
+                return handler(args)
+        except (ContractError, _BadInput) as exc:
+            message = str(exc)
+        except OSError as exc:
+            message = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+    except KeyboardInterrupt:
+        # Temporary files and new folders are gone by now; an output replaced before
+        # the interrupt (while the results were printed, say) is named, not denied.
+        written = [str(path) for path, before in outputs.items() if _identity(path) != before]
+        what = f" after writing {', '.join(written)}" if written else "; nothing was written"
+        print(f"ptycho-fixture: interrupted{what}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"ptycho-fixture: error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
@@ -198,28 +215,50 @@ def _progress(args: argparse.Namespace) -> AbstractContextManager[Progress | Non
     return terminal_progress(description, unit, quiet=quiet, scale=scale)
 
 
-def _check_output(path: Path) -> None:
+def _outputs(args: argparse.Namespace) -> list[Path]:
+    """The files the command writes (none for ``verify`` and ``info``)."""
+    if args.command == "generate":
+        return [args.output, _metadata_path(args)]
+    return [args.output] if args.command in ("simulate", "show") else []
+
+
+def _metadata_path(args: argparse.Namespace) -> Path:
+    """The sidecar that ``generate`` writes."""
+    from .sidecar import default_sidecar_path
+
+    path: Path = args.metadata_out or default_sidecar_path(args.output)
+    return path
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """What tells a file apart from the one that replaced it (``None``: no file)."""
+    try:
+        stat = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino, stat.st_mtime_ns)
+
+
+def _check_output(path: Path, option: str = "--output") -> None:
+    """Refuse, before any work, an output that is a folder or has a file in its way.
+
+    Its missing folders are made later, just before it is written.
+    """
+    from .atomic import missing_parents
+
     if path.is_dir():
-        raise _BadInput(f"{path}: is a directory but a file path is required for --output")
-    if not path.parent.is_dir():
-        raise _BadInput(f"{path}: folder {path.parent} does not exist; create it first")
+        raise _BadInput(f"{path}: is a directory but a file path is required for {option}")
+    missing_parents(path)
 
 
 def _generate(args: argparse.Namespace) -> int:
-    import errno
-    import os
-
     from . import locking
-    from .generate import build_fixture, open_source, write_fixture
-    from .sidecar import default_sidecar_path
+    from .atomic import parents_made
+    from .generate import build_fixture, open_source
 
+    metadata_path = _metadata_path(args)
     _check_output(args.output)
-    metadata_path = args.metadata_out or default_sidecar_path(args.output)
-    if metadata_path.is_dir():
-        raise _BadInput(f"{metadata_path}: is a directory but a file path is required")
-    if not metadata_path.parent.is_dir():
-        reason = f"cannot create a file in {metadata_path.parent}: {os.strerror(errno.ENOENT)}"
-        raise FileNotFoundError(errno.ENOENT, reason, str(metadata_path))
+    _check_output(metadata_path, "--metadata-out")
     started = time.perf_counter()
     fixture = build_fixture(
         open_source(args.source, args.layout, verify=args.verify_source, progress=args.progress),
@@ -229,23 +268,19 @@ def _generate(args: argparse.Namespace) -> int:
         min_coverage=args.min_coverage,
     )
 
-    def waiting(lock: Path) -> None:
-        print(f"ptycho-fixture: waiting for {lock}, held by another process", file=sys.stderr)
-
-    # Written under the pytest plugin's lock, never while a run verifies or heals it;
-    # taken only now, so that a refused source leaves not even the lock file behind.
-    sweep = (args.output, metadata_path)
-    try:
-        with locking.holding(args.output, locking.DEFAULT_TIMEOUT, sweep, on_wait=waiting):
-            meta = write_fixture(fixture, args.output, metadata_path, compress=args.compress)
-    except locking.LockUnavailable as exc:
-        if exc.errno in locking.NOT_WRITABLE and not os.path.lexists(exc.path):
-            raise _BadInput(
-                f"{args.output}: cannot create a file in {args.output.parent}:"
-                f" {os.strerror(exc.errno)} (its lock file {exc.path})"
-            ) from None
-        waited = f" after waiting {exc.waited:g} s" if exc.waited is not None else ""
-        raise _BadInput(f"{args.output}: cannot take its lock{waited}: {exc}") from None
+    lock_file = locking.lock_path(args.output)
+    # Folders and lock are made only now, so that a refused source leaves nothing behind.
+    with parents_made(args.output, metadata_path) as made:
+        try:
+            meta = _write_locked(args, fixture, metadata_path)
+        except BaseException:
+            if args.output.parent in made:
+                # Nothing was written and the new folder goes, so its lock file goes too
+                # (see locking for why one is otherwise kept): only a writer that found
+                # the folder in the moments since it was made could be waiting on it,
+                # and that one then finds the folder gone and fails as cleanly.
+                lock_file.unlink(missing_ok=True)
+            raise
     elapsed = time.perf_counter() - started
     cover = meta["coverage"]
     print(f"wrote {args.output}")
@@ -261,14 +296,39 @@ def _generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _write_locked(
+    args: argparse.Namespace, fixture: Fixture, metadata_path: Path
+) -> dict[str, Any]:
+    """Write the fixture under the pytest plugin's lock, never while a run verifies it."""
+    from . import locking
+    from .generate import write_fixture
+
+    def waiting(lock: Path) -> None:
+        print(f"ptycho-fixture: waiting for {lock}, held by another process", file=sys.stderr)
+
+    sweep = (args.output, metadata_path)
+    try:
+        with locking.holding(args.output, locking.DEFAULT_TIMEOUT, sweep, on_wait=waiting):
+            return write_fixture(fixture, args.output, metadata_path, compress=args.compress)
+    except locking.LockUnavailable as exc:
+        if exc.errno in locking.NOT_WRITABLE and not os.path.lexists(exc.path):
+            raise _BadInput(
+                f"{args.output}: cannot create a file in {args.output.parent}:"
+                f" {os.strerror(exc.errno)} (its lock file {exc.path})"
+            ) from None
+        waited = f" after waiting {exc.waited:g} s" if exc.waited is not None else ""
+        raise _BadInput(f"{args.output}: cannot take its lock{waited}: {exc}") from None
+
+
 def _verify(args: argparse.Namespace) -> int:
     from .contract import validate_fixture
     from .npzio import load_npz
     from .sidecar import default_sidecar_path, differing_arrays, read_sidecar
 
+    # The fixture first: when it is missing, that is what to name, not its sidecar.
+    loaded = load_npz(args.path)
     sidecar_path = args.metadata or default_sidecar_path(args.path)
     expected = read_sidecar(sidecar_path)
-    loaded = load_npz(args.path)
     if loaded.content_sha256 == expected["content_sha256"]:
         validate_fixture(args.path, loaded.arrays)
         print(f"OK {args.path}: content_sha256 {loaded.content_sha256} matches {sidecar_path}")
@@ -311,13 +371,15 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from .atomic import parents_made
     from .npzio import content_digests, write_npz
     from .simulate import simulate_source
 
     _check_output(args.output)
     started = time.perf_counter()
     arrays = simulate_source(args.positions, args.layout, progress=args.progress)
-    checksum = write_npz(args.output, arrays)
+    with parents_made(args.output):
+        checksum = write_npz(args.output, arrays)
     print(f"wrote {args.output}: {args.positions} positions, layout {args.layout}")
     print(f"content_sha256  {content_digests(arrays)[0]}")
     print(f"sha256_checksum {checksum}")
@@ -326,11 +388,15 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from .atomic import parents_made
     from .show import PlotExtraMissing, render_fixture
 
     _check_output(args.output)
     try:
-        rendered = render_fixture(args.path, args.output, metadata=args.metadata)
+        # render_fixture writes the picture as soon as it has drawn it, so its folders
+        # are made first, and removed again if the fixture is refused.
+        with parents_made(args.output):
+            rendered = render_fixture(args.path, args.output, metadata=args.metadata)
     except PlotExtraMissing as exc:
         raise _BadInput(str(exc)) from None
     view = rendered.view

@@ -1,13 +1,16 @@
 """Device selection: parse a device request, pick each process's device, name it.
 
 torch is imported inside the functions that ask it about CUDA, so that importing this
-module (which the plugin does in every pytest run) stays free.
+module (which the plugin does in every pytest run) stays free. torch is an optional
+dependency: without it there is no CUDA device, and asking for a torch device says how to
+install it.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,8 +21,31 @@ _DEVICE_SPEC = re.compile(r"auto|cpu|all|cuda(?::(\d+))?")
 _WORKER = re.compile(r"gw(\d+)")
 
 
+TORCH_HINT = "pip install torch (or pip install pytest-ptycho-fixture[torch])"
+
+
 class DeviceUnavailable(ValueError):
     """A device was requested explicitly but this machine does not have it."""
+
+
+class TorchMissing(ImportError):
+    """torch is not installed; ``str()`` names what needed it and how to install it."""
+
+
+def _torch() -> ModuleType | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def require_torch(what: str) -> ModuleType:
+    """The torch module, or :class:`TorchMissing` saying that ``what`` needs it."""
+    torch = _torch()
+    if torch is None:
+        raise TorchMissing(f"{what} needs torch, which is not installed: {TORCH_HINT}")
+    return torch
 
 
 def parse_device_spec(text: str) -> str:
@@ -87,26 +113,28 @@ def check_available(spec: str) -> list[str]:
 
 
 def cuda_count() -> int:
-    """Number of CUDA devices torch can use (0 without CUDA)."""
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    """Number of CUDA devices torch can use (0 without CUDA or without torch)."""
+    torch = _torch()
+    if torch is None:
+        return 0
+    count: int = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return count
 
 
 def cuda_unavailable_reason() -> str:
     """Why torch sees no CUDA device, in words."""
-    import torch
-
+    torch = _torch()
+    if torch is None:
+        return "torch is not installed"
     if torch.version.cuda is None:
         return f"torch {torch.__version__} is built without CUDA"
     return f"torch {torch.__version__} sees no CUDA device (torch.cuda.is_available() is False)"
 
 
 def torch_device(device: str) -> torch.device:
-    """``torch.device(device)``."""
-    import torch
-
-    return torch.device(device)
+    """``torch.device(device)``; :class:`TorchMissing` without torch."""
+    result: torch.device = require_torch("ptycho_device").device(device)
+    return result
 
 
 def describe_device(device: str) -> str:
@@ -120,7 +148,7 @@ def describe_device(device: str) -> str:
 
 def header_device(spec: str, worker_id: str | None = None) -> str:
     """The device for the report header, importing torch only if it is already loaded."""
-    if spec == "cpu" or "torch" not in sys.modules:
+    if spec == "cpu" or sys.modules.get("torch") is None:
         return spec
     try:
         devices = worker_device(worker_id, spec, cuda_count())

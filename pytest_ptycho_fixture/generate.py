@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from . import contract as c
-from .atomic import atomic_writer
+from .atomic import atomic_writer, missing_parents, parents_made
 from .contract import ContractError
 from .npzio import ContentHasher, NpzReader, content_digests, write_npz_to
 from .sidecar import SIDECAR_VERSION, array_table, default_sidecar_path, dumps
@@ -404,13 +404,17 @@ def generate_fixture(
     """Generate the fixture NPZ and its sidecar from ``source_path`` (``None``: built-in).
 
     Returns ``(output_path, metadata_path, sha256)`` where ``sha256`` is the SHA-256 of
-    the NPZ file. Nothing is written unless everything succeeds. ``verify_source`` reads
-    all of a source NPZ, checking every pattern and recording its content digest;
-    otherwise only what the fixture needs is read. ``progress(done, total)`` reports the
-    bytes of a source NPZ's diffraction read so far.
+    the NPZ file. Missing folders above the two paths are made, as ``mkdir -p`` does.
+    Nothing is written, and no folder is left made, unless everything succeeds.
+    ``verify_source`` reads all of a source NPZ, checking every pattern and recording its
+    content digest; otherwise only what the fixture needs is read. ``progress(done,
+    total)`` reports the bytes of a source NPZ's diffraction read so far.
     """
     output = Path(output_path)
     sidecar = Path(metadata_path) if metadata_path else default_sidecar_path(output)
+    # A file in the way of a folder is refused before the source is read.
+    for target in (output, sidecar):
+        missing_parents(target)
     fixture = build_fixture(
         open_source(source_path, layout, verify=verify_source, progress=progress),
         subset_size,
@@ -418,7 +422,9 @@ def generate_fixture(
         diff3d_alias=diff3d_alias,
         min_coverage=min_coverage,
     )
-    metadata = write_fixture(fixture, output, sidecar, compress=compress)
+    # Made only now, so that a refused source leaves no folder behind.
+    with parents_made(output, sidecar):
+        metadata = write_fixture(fixture, output, sidecar, compress=compress)
     return GeneratedFixture(output, sidecar, metadata["sha256_checksum"])
 
 

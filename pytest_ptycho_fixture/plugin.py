@@ -429,8 +429,14 @@ def ptycho_arrays(request: pytest.FixtureRequest) -> Mapping[str, NDArray[Any]]:
 def ptycho_device(request: pytest.FixtureRequest) -> torch.device:
     """The selected ``torch.device`` (``--ptycho-device``; ``all`` parametrizes over each)."""
     device = getattr(request, "param", None) or _devices(request.config)[0]
-    request.config.stash[STATS].note_device(devices.describe_device(device))
-    return devices.torch_device(device)
+    try:
+        chosen = devices.torch_device(device)
+    except devices.TorchMissing as exc:
+        message = f"ptycho-fixture: {exc}"
+    else:
+        request.config.stash[STATS].note_device(devices.describe_device(device))
+        return chosen
+    pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -33,11 +33,13 @@ class _Bar:
         self.unit = unit
         self.scale = scale
         self.bar: tqdm[Any] | None = None
+        self.drawing = False
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is None:
             from tqdm import tqdm
 
+            self.drawing = True
             self.bar = tqdm(
                 total=total,
                 desc=self.description,
@@ -56,6 +58,10 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        elif self.drawing:
+            # Ctrl-C came while tqdm drew its first line: end that line, as tqdm would
+            # have, so that the command's last message gets a line of its own.
+            sys.stderr.write("\n")
 
 
 @contextlib.contextmanager

@@ -29,13 +29,18 @@ from .spec import BUILTIN_SOURCE, SHIPPED_SIDECAR
 if TYPE_CHECKING:
     import numpy as np
     from matplotlib.axes import Axes
+    from matplotlib.colorbar import Colorbar
     from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
     from numpy.typing import NDArray
 
 PLOT_EXTRA_HINT = (
     "the show command needs matplotlib, an optional extra: pip install pytest-ptycho-fixture[plot]"
 )
 PATTERNS = 8
+PROBE_AMPLITUDE_LABEL = "amplitude"
+PROBE_PHASE_LABEL = "phase (rad)"
+DIFFRACTION_LABEL = "amplitude (log scale)"
 DPI = 80
 FIGURE_INCHES = (10.5, 9.6)
 #: Files whose folder is taken as a project's rootdir, as pytest does.
@@ -220,6 +225,19 @@ def _pattern_indices(n: int, count: int = PATTERNS) -> list[int]:
     return [round(k * (n - 1) / (count - 1)) for k in range(count)]
 
 
+def _small_colorbar(
+    figure: Figure, image: AxesImage, ax: Axes | list[Axes], label: str, **options: Any
+) -> Colorbar:
+    """A narrow labelled colour bar beside ``ax`` (one axes or a block), in small type.
+
+    ``options`` go to :meth:`~matplotlib.figure.Figure.colorbar` (``ticks``, ``format``).
+    """
+    bar = figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02, aspect=25, **options)
+    bar.set_label(label, fontsize="x-small", labelpad=2)
+    bar.ax.tick_params(labelsize="x-small", length=2, pad=1)
+    return bar
+
+
 def _plain(ax: Axes) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
@@ -256,19 +274,22 @@ def draw(view: FixtureView) -> Figure:
     """The figure for ``view``; every panel has a title naming what it shows.
 
     Top: the probe's amplitude and phase in the first column, then two rows of four
-    diffraction patterns; bottom: the object's amplitude and phase with the scan.
+    diffraction patterns; bottom: the object's amplitude and phase with the scan. Each
+    probe and object panel has a colour bar; the patterns share one, on their log scale.
     """
     import numpy as np
 
     try:
         from matplotlib.colors import LogNorm
         from matplotlib.figure import Figure
+        from matplotlib.ticker import FixedFormatter, MaxNLocator
     except ImportError as exc:
         raise PlotExtraMissing(PLOT_EXTRA_HINT) from exc
 
     a = view.arrays
     diffraction, probe, obj = a[c.DIFFRACTION], a[c.PROBE], a[c.OBJECT]
-    figure = Figure(figsize=FIGURE_INCHES, layout="constrained")
+    # At the picture's DPI, so that the figure's own renderer measures what the PNG shows.
+    figure = Figure(figsize=FIGURE_INCHES, dpi=DPI, layout="constrained")
     outer = figure.add_gridspec(2, 1, height_ratios=(2, 2.2))
     top, bottom = outer[0].subgridspec(2, 5), outer[1].subgridspec(1, 2)
 
@@ -276,19 +297,31 @@ def draw(view: FixtureView) -> Figure:
     peak = float(probe_amplitude.max()) or 1.0
     # The phase where the probe is dark is noise; leave it blank.
     probe_phase = np.ma.masked_array(np.angle(probe), mask=probe_amplitude < 1e-3 * peak)
-    for row, name, image, style in (
-        (0, f"probe amplitude (0..{peak:.3g})", probe_amplitude, {"cmap": "viridis"}),
+    # (title, image, imshow options, colour bar options) for each row of the first column.
+    probes: list[tuple[str, NDArray[Any], dict[str, Any], dict[str, Any]]] = [
         (
-            1,
+            f"probe amplitude (0..{peak:.3g})",
+            probe_amplitude,
+            {"cmap": "viridis"},
+            {"label": PROBE_AMPLITUDE_LABEL, "ticks": MaxNLocator(4)},
+        ),
+        (
             "probe phase (-pi..pi)",
             probe_phase,
             {"cmap": "twilight", "vmin": -math.pi, "vmax": math.pi},
+            {
+                "label": PROBE_PHASE_LABEL,
+                "ticks": [-math.pi, 0.0, math.pi],
+                "format": FixedFormatter([r"$-\pi$", "0", r"$\pi$"]),
+            },
         ),
-    ):
+    ]
+    for row, (name, image, style, bar) in enumerate(probes):
         ax = figure.add_subplot(top[row, 0])
-        ax.imshow(image, interpolation="nearest", **style)
+        shown = ax.imshow(image, interpolation="nearest", **style)
         ax.set_title(name, fontsize="small")
         _plain(ax)
+        _small_colorbar(figure, shown, ax, **bar)
 
     indices = _pattern_indices(diffraction.shape[0])
     source_index: Sequence[Any] = (view.metadata or {}).get("subset_indices") or ()
@@ -296,13 +329,17 @@ def draw(view: FixtureView) -> Figure:
     norm = LogNorm(vmin=brightest * _LOG_RANGE, vmax=brightest)
     scale = f"diffraction amplitudes on one log scale, {_LOG_RANGE:g} to 1 times {brightest:.3g}"
     figure.suptitle(f"{_title(view)}\n{scale}", fontsize="medium")
+    patterns = []
     for slot, i in enumerate(indices):
         ax = figure.add_subplot(top[slot // 4, 1 + slot % 4])
         pattern = np.maximum(diffraction[i], brightest * _LOG_RANGE)
-        ax.imshow(pattern, norm=norm, cmap="magma", interpolation="nearest")
+        shown = ax.imshow(pattern, norm=norm, cmap="magma", interpolation="nearest")
         origin = f", source #{source_index[i]}" if i < len(source_index) else ""
         ax.set_title(f"diffraction #{i}{origin}", fontsize="x-small")
         _plain(ax)
+        patterns.append(ax)
+    # One bar for the block: every pattern is drawn with the same norm.
+    _small_colorbar(figure, shown, patterns, DIFFRACTION_LABEL)
 
     object_phase = np.angle(obj)
     limit = float(np.abs(object_phase).max()) or math.pi

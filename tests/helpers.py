@@ -65,6 +65,32 @@ def write_source(
     return path
 
 
+def write_big_source(path: Path, positions: int) -> Path:
+    """A valid legacy source of ``positions`` equal patterns, written a detector row at a time.
+
+    Its diffraction is ``positions`` x 32 KiB of float64 yet deflates to almost nothing,
+    so the file is small and quick to write but long to read in full (``--verify-source``).
+    """
+    arrays = source_arrays()
+    line = np.linspace(60.0, 160.0, positions)
+    small = {
+        "objectGuess": arrays["objectGuess"],
+        "probeGuess": arrays["probeGuess"],
+        "xcoords": line,
+        "ycoords": line[::-1].copy(),
+    }
+    height, width = arrays["diffraction"].shape[:2]
+    row = np.full((width, positions), 0.5).tobytes()
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for key, value in small.items():
+            archive.writestr(f"{key}.npy", npy_bytes(value))
+        with archive.open("diffraction.npy", "w", force_zip64=True) as member:
+            member.write(npy_header("<f8", (height, width, positions)))
+            for _ in range(height):
+                member.write(row)
+    return path
+
+
 def with_value(array: NDArray[Any], index: tuple[int, ...], value: Any) -> NDArray[Any]:
     """A writable copy of ``array`` with one element replaced."""
     changed = np.array(array, copy=True)
@@ -484,8 +510,15 @@ def run_cli(
     cwd: Path | None = None,
     unprivileged: bool = False,
     command: Sequence[str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the command line in a new process; ``unprivileged`` makes file permissions bind."""
+    """Run the command line in a new process; ``unprivileged`` makes file permissions bind.
+
+    ``preexec_fn`` runs in the child before the command (to set a resource limit, say).
+    """
+    if unprivileged and os.geteuid() == 0:
+        assert preexec_fn is None, "unprivileged takes the child's preexec_fn"
+        preexec_fn = _drop_permission_override
     return subprocess.run(
         [*(command or cli_command()), *map(str, args)],
         capture_output=True,
@@ -493,7 +526,7 @@ def run_cli(
         cwd=cwd,
         timeout=120,
         check=False,
-        preexec_fn=_drop_permission_override if unprivileged and os.geteuid() == 0 else None,
+        preexec_fn=preexec_fn,
     )
 
 

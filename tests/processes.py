@@ -3,12 +3,17 @@ in time, kill them, and read what they leave on disk."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import re
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -143,13 +148,84 @@ def run(argv: Sequence[str], cwd: Path, **options: Any) -> Finished:
     return finish([start(argv, cwd, **options)])[0]
 
 
-def kill(process: subprocess.Popen[str]) -> None:
+def kill(process: subprocess.Popen[Any]) -> None:
     """SIGKILL the process and its group, and reap it."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     process.communicate(timeout=TIMEOUT)
+
+
+@dataclass
+class OnTerminal:
+    """A process whose stderr is a pseudo-terminal, so that it draws its progress bar.
+
+    ``output`` is everything it wrote there so far, as a terminal shows it (CR LF as LF).
+    """
+
+    process: subprocess.Popen[bytes]
+    master: int
+    received: bytearray = field(default_factory=bytearray)
+
+    @property
+    def output(self) -> str:
+        return self.received.decode(errors="replace").replace("\r\n", "\n")
+
+    def read_until(self, text: str, timeout: float = TIMEOUT) -> None:
+        """Read the terminal until ``text`` appears on it; fail if the process ends first."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if not self._read(deadline):
+                kill(self.process)
+                raise AssertionError(f"ended before writing {text!r}: {self.output!r}")
+            if time.monotonic() > deadline:
+                kill(self.process)
+                raise AssertionError(f"no {text!r} after {timeout:g} s: {self.output!r}")
+
+    def finish(self, timeout: float = TIMEOUT) -> int:
+        """Read the terminal until the process has closed it, and return its exit status."""
+        deadline = time.monotonic() + timeout
+        while self._read(deadline):
+            if time.monotonic() > deadline:
+                kill(self.process)
+                raise AssertionError(f"still running after {timeout:g} s: {self.output!r}")
+        os.close(self.master)
+        return self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _read(self, deadline: float) -> bool:
+        """Take what the terminal holds, waiting until ``deadline``; ``False`` once closed."""
+        ready, _, _ = select.select([self.master], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return True
+        try:
+            data = os.read(self.master, 1 << 16)
+        except OSError:  # EIO: every process holding the terminal has closed it
+            return False
+        self.received += data
+        return bool(data)
+
+
+def start_on_terminal(argv: Sequence[str], cwd: Path) -> OnTerminal:
+    """Start ``argv`` with stderr on a new 100-column pseudo-terminal, stdout discarded."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        process = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=slave,
+            env=environment(),
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)  # the child's copy alone keeps it open: its exit closes it
+    return OnTerminal(process, master)
 
 
 def temporary_files(folder: Path) -> list[str]:

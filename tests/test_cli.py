@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import resource
+import signal
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,7 @@ import pytest
 from helpers import (
     BAD_SOURCES,
     Bad,
+    cli_command,
     console_script,
     folder_entries,
     needs_permissions,
@@ -24,9 +29,11 @@ from helpers import (
     run_cli,
     source_arrays,
     source_members,
+    write_big_source,
     write_source,
     write_zip,
 )
+from processes import start_on_terminal
 
 import pytest_ptycho_fixture
 from pytest_ptycho_fixture.contract import validate_fixture
@@ -156,12 +163,30 @@ def test_metadata_out_puts_the_sidecar_where_asked(legacy: Path, out: Path) -> N
     assert data["sha256_checksum"] == hashlib.sha256((out / "f.npz").read_bytes()).hexdigest()
 
 
+def test_generate_makes_the_missing_folders_of_output_and_metadata_out(
+    legacy: Path, out: Path
+) -> None:
+    output, meta = out / "a" / "b" / "f.npz", out / "m" / "n" / "f.json"
+    result = run_cli("generate", "--source", legacy, "--output", output, "--metadata-out", meta)
+    assert result.returncode == 0, result.stderr
+    assert folder_entries(output.parent) == ["f.npz", "f.npz.lock"]
+    assert folder_entries(meta.parent) == ["f.json"]
+    assert json.loads(meta.read_text(encoding="utf-8"))["sha256_checksum"] == (
+        hashlib.sha256(output.read_bytes()).hexdigest()
+    )
+    beside = run_cli("generate", "--output", out / "c" / "d" / "g.npz")
+    assert beside.returncode == 0, beside.stderr
+    assert folder_entries(out / "c" / "d") == ["g.json", "g.npz", "g.npz.lock"]
+
+
 @pytest.mark.parametrize("bad", BAD_SOURCES, ids=str)
 def test_generate_refuses_a_bad_source_with_one_line_and_exit_status_2(
     bad: Bad, tmp_path: Path, out: Path
 ) -> None:
     source = bad.build(tmp_path)
-    result = run_cli("generate", "--source", source, "--output", out / "f.npz", *bad.argv)
+    # In a folder still to be made: a refused source must not leave it behind.
+    output = out / "new" / "f.npz"
+    result = run_cli("generate", "--source", source, "--output", output, *bad.argv)
     line = one_error_line(result)
     assert line.startswith(f"ptycho-fixture: error: {source}: ")
     for fragment in bad.says:
@@ -195,6 +220,21 @@ def test_generate_refuses_a_source_it_may_not_read(legacy: Path, out: Path) -> N
 
 
 @needs_permissions
+def test_generate_below_a_read_only_folder_names_the_folder_it_cannot_make(
+    legacy: Path, out: Path
+) -> None:
+    output = out / "a" / "b" / "f.npz"
+    with permissions(out, 0o555):
+        result = run_cli("generate", "--source", legacy, "--output", output, unprivileged=True)
+    assert one_error_line(result) == (
+        f"ptycho-fixture: error: {output}: cannot create the folder {out / 'a'}: Permission"
+        f" denied; make {out} writable or choose another path"
+    )
+    assert result.stdout == ""
+    assert folder_entries(out) == []
+
+
+@needs_permissions
 def test_generate_into_a_read_only_folder_names_the_output_and_leaves_it_empty(
     legacy: Path, out: Path
 ) -> None:
@@ -208,34 +248,70 @@ def test_generate_into_a_read_only_folder_names_the_output_and_leaves_it_empty(
     assert folder_entries(out) == []
 
 
+IN_THE_WAY = (
+    "cannot create the folder {out}/file: a file of that name is in the way; move it or"
+    " choose another path"
+)
+
+
 @pytest.mark.parametrize(
     ("where", "says"),
     [
-        ("absent/f.npz", "folder {out}/absent does not exist; create it first"),
+        ("file/a/f.npz", IN_THE_WAY),
         ("folder.npz", "is a directory but a file path is required for --output"),
     ],
-    ids=["missing-folder", "directory"],
+    ids=["file-in-the-way", "directory"],
 )
 def test_generate_refuses_an_output_it_cannot_write(
     legacy: Path, out: Path, where: str, says: str
 ) -> None:
     (out / "folder.npz").mkdir()
+    (out / "file").write_bytes(b"")
     line = one_error_line(run_cli("generate", "--source", legacy, "--output", out / where))
     assert line == f"ptycho-fixture: error: {out / where}: {says.format(out=out)}"
-    assert folder_entries(out) == ["folder.npz"]
+    assert folder_entries(out) == ["file", "folder.npz"]
     assert folder_entries(out / "folder.npz") == []
 
 
-def test_generate_names_a_sidecar_in_a_missing_folder_and_writes_nothing(
+def test_generate_names_a_sidecar_with_a_file_in_its_way_and_writes_nothing(
     legacy: Path, out: Path
 ) -> None:
-    meta = out / "absent" / "f.json"
+    (out / "file").write_bytes(b"")
+    meta = out / "file" / "f.json"
     line = one_error_line(
-        run_cli("generate", "--source", legacy, "--output", out / "f.npz", "--metadata-out", meta)
-    )
-    assert line.startswith(f"ptycho-fixture: error: {meta}: cannot create a file in")
-    assert "No such file or directory" in line
+        run_cli("generate", "--source", legacy, "--output", out / "new" / "f.npz",
+                "--metadata-out", meta)
+    )  # fmt: skip
+    assert line == f"ptycho-fixture: error: {meta}: {IN_THE_WAY.format(out=out)}"
+    assert folder_entries(out) == ["file"]
+
+
+def test_generate_removes_the_folders_it_made_when_the_write_fails(out: Path) -> None:
+    output = out / "a" / "b" / "f.npz"
+    result = run_cli("generate", "--output", output, preexec_fn=_small_file_size_limit)
+    line = one_error_line(result)
+    assert line == f"ptycho-fixture: error: {output}: cannot write it: File too large"
     assert folder_entries(out) == []
+
+
+def test_generate_removes_the_folders_it_made_when_one_cannot_be_made(
+    legacy: Path, out: Path
+) -> None:
+    too_long = "x" * 300
+    output = out / "a" / too_long / "f.npz"
+    line = one_error_line(run_cli("generate", "--source", legacy, "--output", output))
+    assert line == (
+        f"ptycho-fixture: error: {output}: cannot create the folder {out / 'a' / too_long}:"
+        " File name too long"
+    )
+    assert folder_entries(out) == []
+
+
+def _small_file_size_limit() -> None:
+    # In the child: files may not grow past 256 KiB, and a write past it fails with EFBIG
+    # instead of killing the process.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 10, 256 << 10))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def test_a_bad_option_value_is_refused_quoting_the_value(legacy: Path, out: Path) -> None:
@@ -316,6 +392,12 @@ def test_verify_reads_the_sidecar_given_with_metadata(fixture: Path, tmp_path: P
     assert line == f"ptycho-fixture: error: {fixture.with_suffix('.json')}: does not exist"
 
 
+def test_verify_names_a_missing_fixture_not_its_sidecar(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.npz"
+    line = one_error_line(run_cli("verify", missing))
+    assert line == f"ptycho-fixture: error: {missing}: does not exist"
+
+
 def test_verify_refuses_a_sidecar_that_is_not_json(fixture: Path) -> None:
     fixture.with_suffix(".json").write_text("{ not json", encoding="utf-8")
     line = one_error_line(run_cli("verify", fixture))
@@ -389,7 +471,116 @@ def test_the_simulated_full_source_gives_the_same_fixture_as_the_built_in_defaul
     assert (out / "f.npz").read_bytes() == builtin_default.read_bytes()
 
 
-def test_simulate_refuses_an_output_in_a_missing_folder(tmp_path: Path) -> None:
-    line = one_error_line(run_cli("simulate", "--output", tmp_path / "absent" / "s.npz"))
-    assert "does not exist; create it first" in line
-    assert folder_entries(tmp_path) == []
+def test_simulate_makes_the_missing_folders_of_its_output(out: Path) -> None:
+    source = out / "a" / "b" / "s.npz"
+    result = run_cli("simulate", "--output", source, "--positions", "20")
+    assert result.returncode == 0, result.stderr
+    assert folder_entries(source.parent) == ["s.npz"]
+    assert load_npz(source).arrays["diffraction"].shape == (64, 64, 20)
+
+
+def test_simulate_refuses_an_output_with_a_file_in_its_way(out: Path) -> None:
+    (out / "file").write_bytes(b"")
+    source = out / "file" / "a" / "s.npz"
+    line = one_error_line(run_cli("simulate", "--output", source, "--positions", "20"))
+    assert line == f"ptycho-fixture: error: {source}: {IN_THE_WAY.format(out=out)}"
+    assert folder_entries(out) == ["file"]
+
+
+# ---------------------------------------------------------------------------- show
+
+
+def test_show_makes_the_missing_folders_of_its_output(fixture: Path, out: Path) -> None:
+    picture = out / "a" / "b" / "f.png"
+    result = run_cli("show", fixture, "--output", picture)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"wrote {picture}"
+    assert folder_entries(picture.parent) == ["f.png"]
+    assert picture.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_show_refuses_a_file_that_is_not_a_fixture_and_leaves_no_folder(
+    legacy: Path, out: Path
+) -> None:
+    line = one_error_line(run_cli("show", legacy, "--output", out / "a" / "b" / "f.png"))
+    assert line.startswith(f"ptycho-fixture: error: {legacy}: ")
+    assert folder_entries(out) == []
+
+
+def test_show_refuses_an_output_with_a_file_in_its_way(fixture: Path, out: Path) -> None:
+    (out / "file").write_bytes(b"")
+    picture = out / "file" / "f.png"
+    line = one_error_line(run_cli("show", fixture, "--output", picture))
+    assert line == f"ptycho-fixture: error: {picture}: {IN_THE_WAY.format(out=out)}"
+    assert folder_entries(out) == ["file", "fixture.json", "fixture.npz"]
+
+
+# -------------------------------------------------------------------------- Ctrl-C
+
+INTERRUPTED = "ptycho-fixture: interrupted; nothing was written"
+ENTRY_POINTS: dict[str, Callable[[], list[str]]] = {
+    "python -m": cli_command,
+    "console script": lambda: [console_script()],
+}
+
+
+@pytest.fixture(scope="module")
+def big_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A source whose diffraction (1 GiB in a 6 MiB file) takes a second or more to read."""
+    return write_big_source(tmp_path_factory.mktemp("big") / "big.npz", positions=32768)
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+@pytest.mark.parametrize("command", ["simulate", "generate"])
+def test_ctrl_c_while_a_command_works_exits_130_with_one_line_and_leaves_nothing(
+    request: pytest.FixtureRequest, out: Path, command: str, entry: str
+) -> None:
+    if command == "simulate":
+        # 20000 patterns take seconds; the bar appears after the first 128.
+        args: list[object] = ["simulate", "--positions", "20000", "--output", out / "s.npz"]
+        started = "simulating"
+    else:
+        source = request.getfixturevalue("big_source")
+        args = ["generate", "--source", source, "--verify-source"]
+        args += ["--output", out / "new" / "f.npz"]
+        started = "reading source"
+    terminal = start_on_terminal([*ENTRY_POINTS[entry](), *map(str, args)], out)
+    # The bar is drawn once the first chunk of work is done: the command has started.
+    terminal.read_until(started)
+    os.kill(terminal.process.pid, signal.SIGINT)
+    status = terminal.finish()
+    shown = terminal.output
+    assert status == 130, shown
+    assert "Traceback" not in shown, shown
+    assert shown.endswith(f"\n{INTERRUPTED}\n"), shown
+    assert shown.count(INTERRUPTED) == 1, shown
+    assert folder_entries(out) == []
+
+
+CTRL_C_WHILE_PRINTING = """
+import sys
+from pytest_ptycho_fixture.cli import run
+
+class CtrlC:
+    # Stands for a terminal at which Ctrl-C is pressed as the first result is printed.
+    def write(self, text):
+        raise KeyboardInterrupt
+
+    def flush(self):
+        pass
+
+sys.stdout = CtrlC()
+run()
+"""
+
+
+def test_ctrl_c_after_the_files_are_written_names_them_and_exits_130(out: Path) -> None:
+    output = out / "a" / "f.npz"
+    result = run_cli(
+        "generate", "--output", output, command=[sys.executable, "-c", CTRL_C_WHILE_PRINTING]
+    )
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == (
+        f"ptycho-fixture: interrupted after writing {output}, {output.with_suffix('.json')}\n"
+    )
+    assert folder_entries(output.parent) == ["f.json", "f.npz", "f.npz.lock"]

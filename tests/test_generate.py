@@ -6,7 +6,6 @@ import datetime as dt
 import hashlib
 import importlib.metadata
 import json
-import os
 import re
 import subprocess
 import zipfile
@@ -573,7 +572,8 @@ def test_it_refuses_a_bad_source_with_one_line_naming_file_and_key(
 ) -> None:
     source = bad.build(tmp_path)
     with pytest.raises(ContractError) as caught:
-        generate_fixture(source, out / "fixture.npz", **bad.kwargs)
+        # In a folder still to be made: a refused source must not leave it behind.
+        generate_fixture(source, out / "new" / "fixture.npz", **bad.kwargs)
     error = caught.value
     assert error.path == str(source)
     assert error.key == bad.key
@@ -607,6 +607,19 @@ def test_it_refuses_a_source_it_may_not_read(legacy: Path, out: Path) -> None:
 
 
 @needs_permissions
+def test_below_a_read_only_folder_it_names_the_output_and_the_folder_it_cannot_make(
+    legacy: Path, out: Path
+) -> None:
+    output = out / "a" / "b" / "fixture.npz"
+    with permissions(out, 0o555):
+        outcome = generate_unprivileged(legacy, output)
+    assert outcome["type"] == "PermissionError"
+    assert outcome["filename"] == str(output)
+    assert f"cannot create the folder {out / 'a'}: Permission denied" in outcome["str"]
+    assert folder_entries(out) == []
+
+
+@needs_permissions
 def test_it_writes_nothing_into_a_read_only_folder_and_names_the_output(
     legacy: Path, out: Path
 ) -> None:
@@ -617,12 +630,28 @@ def test_it_writes_nothing_into_a_read_only_folder_and_names_the_output(
     assert folder_entries(out) == []
 
 
-def test_a_sidecar_path_in_a_missing_folder_leaves_no_npz_and_no_temporary_file(
+def test_a_sidecar_path_with_a_file_in_its_way_is_refused_before_the_source_is_read(
     legacy: Path, out: Path
 ) -> None:
-    sidecar = out / "missing" / "fixture.json"
-    with pytest.raises(FileNotFoundError) as caught:
-        generate_fixture(legacy, out / "fixture.npz", metadata_path=sidecar)
+    (out / "file").write_bytes(b"")
+    sidecar = out / "file" / "fixture.json"
+    with pytest.raises(NotADirectoryError) as caught:
+        generate_fixture(legacy, out / "new" / "fixture.npz", metadata_path=sidecar)
+    assert caught.value.filename == str(sidecar)
+    assert caught.value.strerror == (
+        f"cannot create the folder {out / 'file'}: a file of that name is in the way;"
+        " move it or choose another path"
+    )
+    assert folder_entries(out) == ["file"]
+
+
+def test_a_sidecar_that_cannot_be_written_leaves_no_npz_and_no_temporary_file(
+    legacy: Path, out: Path
+) -> None:
+    # A name of 250 bytes is allowed, but its temporary name (.NAME.XXXXXXXX.tmp) is not.
+    sidecar = out / ("x" * 245 + ".json")
+    with pytest.raises(OSError, match="File name too long") as caught:
+        generate_fixture(legacy, out / "a" / "fixture.npz", metadata_path=sidecar)
     assert caught.value.filename == str(sidecar)
     assert folder_entries(out) == []
 
@@ -632,8 +661,8 @@ def test_a_failed_regeneration_leaves_the_previous_fixture_as_it_was(
 ) -> None:
     first = generate_fixture(legacy, out / "fixture.npz", 32, compress=False)
     before = first.output_path.read_bytes(), first.metadata_path.read_bytes()
-    with pytest.raises(FileNotFoundError):
-        generate_fixture(legacy, out / "fixture.npz", metadata_path=out / "no" / "f.json")
+    with pytest.raises(OSError, match="File name too long"):
+        generate_fixture(legacy, out / "fixture.npz", metadata_path=out / ("x" * 245 + ".json"))
     assert (first.output_path.read_bytes(), first.metadata_path.read_bytes()) == before
     assert folder_entries(out) == ["fixture.json", "fixture.npz"]
 
@@ -654,11 +683,34 @@ def test_a_sidecar_path_equal_to_the_output_path_is_refused(legacy: Path, out: P
     assert folder_entries(out) == []
 
 
-def test_nothing_is_left_behind_when_the_output_folder_does_not_exist(
-    legacy: Path, tmp_path: Path
+def test_it_makes_the_missing_folders_of_the_fixture_and_of_the_sidecar(
+    legacy: Path, out: Path
 ) -> None:
-    with pytest.raises(FileNotFoundError) as caught:
-        generate_fixture(legacy, tmp_path / "absent" / "fixture.npz")
-    assert caught.value.filename == str(tmp_path / "absent" / "fixture.npz")
-    assert not (tmp_path / "absent").exists()
-    assert sorted(os.listdir(tmp_path)) == ["source.npz"]
+    output, sidecar = out / "a" / "b" / "fixture.npz", out / "m" / "n" / "fixture.json"
+    result = generate_fixture(legacy, output, metadata_path=sidecar)
+    assert result.output_path == output and result.metadata_path == sidecar
+    assert folder_entries(output.parent) == ["fixture.npz"]
+    assert folder_entries(sidecar.parent) == ["fixture.json"]
+    assert sidecar_of(result)["sha256_checksum"] == result.sha256
+    beside = generate_fixture(legacy, out / "c" / "fixture.npz")
+    assert folder_entries(beside.output_path.parent) == ["fixture.json", "fixture.npz"]
+
+
+def test_the_folders_it_made_are_removed_when_writing_then_fails(legacy: Path, out: Path) -> None:
+    (out / "sidecar.json").mkdir()
+    with pytest.raises(ContractError, match="is a directory but a file path is required"):
+        generate_fixture(
+            legacy, out / "a" / "b" / "fixture.npz", metadata_path=out / "sidecar.json"
+        )
+    assert folder_entries(out) == ["sidecar.json"]
+
+
+def test_the_folders_it_made_are_removed_when_a_deeper_one_cannot_be_made(
+    legacy: Path, out: Path
+) -> None:
+    too_long = out / "a" / ("x" * 300)
+    with pytest.raises(OSError, match="File name too long") as caught:
+        generate_fixture(legacy, too_long / "fixture.npz")
+    assert caught.value.filename == str(too_long / "fixture.npz")
+    assert caught.value.strerror == f"cannot create the folder {too_long}: File name too long"
+    assert folder_entries(out) == []

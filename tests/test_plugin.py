@@ -595,6 +595,38 @@ def test_it_selects_the_device_asked_for(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["ptycho-fixture: *, device cpu"])
 
 
+def test_without_torch_the_arrays_work_and_the_tensors_say_how_to_install_it(
+    pytester: pytest.Pytester,
+) -> None:
+    # torch is an optional dependency: None in sys.modules makes its import fail.
+    pytester.makeconftest("import sys\nsys.modules['torch'] = None\n")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_arrays(ptycho_arrays):
+            assert ptycho_arrays["diffraction"].shape == (64, 64, 64)
+
+        def test_tensors(ptycho_tensors):
+            pass
+
+        @pytest.mark.cuda
+        def test_on_a_gpu():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-rs")
+    result.assert_outcomes(passed=1, errors=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ptycho-fixture: ptycho_device needs torch, which is not installed: pip install *"
+            + "torch (or pip install pytest-ptycho-fixture[[]torch])",
+            "*needs a CUDA device: torch is not installed*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
 def test_auto_picks_cuda_where_there_is_one_and_the_cpu_elsewhere(
     pytester: pytest.Pytester,
 ) -> None:

@@ -13,7 +13,10 @@ import pytest
 from helpers import cli_command, folder_entries, one_error_line, run_cli, write_source
 from matplotlib.axes import Axes
 from matplotlib.collections import PathCollection
-from matplotlib.image import imread
+from matplotlib.colorbar import Colorbar
+from matplotlib.colors import LogNorm
+from matplotlib.image import AxesImage, imread
+from matplotlib.transforms import Bbox
 from numpy.typing import NDArray
 
 from pytest_ptycho_fixture.generate import generate_fixture
@@ -25,6 +28,8 @@ from pytest_ptycho_fixture.spec import SHIPPED_SIDECAR
 DOCS_PICTURE = Path(__file__).parent.parent / "docs" / "fixture.png"
 PROBE_PANELS = ["probe amplitude", "probe phase"]
 OBJECT_PANELS = ["object amplitude + scan", "object phase (rad) + scan"]
+#: The fixture indices of the eight diffraction patterns shown for the built-in default.
+DIFFRACTION_SHOWN = [0, 9, 18, 27, 36, 45, 54, 63]
 WIDTH, HEIGHT = round(FIGURE_INCHES[0] * DPI), round(FIGURE_INCHES[1] * DPI)
 
 # Run as `python -c NO_MATPLOTLIB ARGS...`: the command line in a process where
@@ -67,6 +72,27 @@ def panel(rendered: Rendered, title: str) -> Axes:
     return ax
 
 
+def probe_titles(rendered: Rendered) -> list[str]:
+    return [title for title in titles(rendered) if title.startswith("probe")]
+
+
+def diffraction_panels(rendered: Rendered) -> list[Axes]:
+    return [ax for ax in rendered.figure.axes if ax.get_title().startswith("diffraction #")]
+
+
+def image(ax: Axes) -> AxesImage:
+    (shown,) = ax.images
+    return shown
+
+
+def colorbar(ax: Axes) -> Colorbar:
+    """The colour bar drawn for the image in ``ax``: one of the figure's axes."""
+    bar = image(ax).colorbar
+    assert bar is not None, f"{ax.get_title()!r} has no colorbar"
+    assert bar.ax in ax.figure.axes
+    return bar
+
+
 def scatter_offsets(ax: Axes) -> list[NDArray[np.float64]]:
     return [
         np.asarray(item.get_offsets(), dtype=np.float64)
@@ -104,8 +130,71 @@ def test_it_draws_one_panel_per_element_each_titled(rendered: Rendered) -> None:
     )
     assert [title for title in shown if title.startswith("object")] == OBJECT_PANELS
     assert len(shown) == 12
-    # The only other axes are the colour bars of the two object panels.
-    assert len(rendered.figure.axes) == 14
+    # The only other axes are the colour bars: probe amplitude, probe phase, the
+    # diffraction block, and the two object panels.
+    assert len(rendered.figure.axes) == 17
+
+
+def test_the_probe_amplitude_and_phase_each_have_a_colorbar_with_a_label(
+    rendered: Rendered,
+) -> None:
+    amplitude, phase = (panel(rendered, title) for title in probe_titles(rendered))
+    amplitude_bar, phase_bar = (colorbar(ax) for ax in (amplitude, phase))
+    assert amplitude_bar.ax.get_ylabel() == "amplitude"
+    assert phase_bar.ax.get_ylabel() == "phase (rad)"
+    peak = float(np.abs(rendered.view.arrays["probeGuess"]).max())
+    assert amplitude_bar.norm.vmax == pytest.approx(peak)
+    assert (phase_bar.norm.vmin, phase_bar.norm.vmax) == (-np.pi, np.pi)
+    assert list(phase_bar.get_ticks()) == [-np.pi, 0.0, np.pi]
+    labels = [text.get_text() for text in phase_bar.ax.get_yticklabels()]
+    assert labels == [r"$-\pi$", "0", r"$\pi$"]
+
+
+def test_the_eight_diffraction_patterns_share_one_colorbar_on_their_log_scale(
+    rendered: Rendered,
+) -> None:
+    images = [image(ax) for ax in diffraction_panels(rendered)]
+    bars = [shown.colorbar for shown in images if shown.colorbar is not None]
+    assert len(images) == 8
+    assert len(bars) == 1
+    (bar,) = bars
+    assert bar.ax in rendered.figure.axes
+    assert bar.ax.get_ylabel() == "amplitude (log scale)"
+    assert isinstance(bar.norm, LogNorm)
+    brightest = float(rendered.view.arrays["diffraction"][DIFFRACTION_SHOWN].max())
+    assert (bar.norm.vmin, bar.norm.vmax) == pytest.approx((brightest * 1e-4, brightest))
+    for shown in images:
+        assert isinstance(shown.norm, LogNorm)
+        assert (shown.norm.vmin, shown.norm.vmax) == (bar.norm.vmin, bar.norm.vmax)
+
+
+def test_the_colorbars_stand_right_of_their_panels_and_nothing_overlaps(
+    rendered: Rendered,
+) -> None:
+    probes = [panel(rendered, title) for title in probe_titles(rendered)]
+    patterns = diffraction_panels(rendered)
+    (block,) = {colorbar(ax) for ax in patterns if image(ax).colorbar is not None}
+    for panels, bar in [([probes[0]], colorbar(probes[0])), ([probes[1]], colorbar(probes[1])),
+                        (patterns, block)]:  # fmt: skip
+        where = bar.ax.get_position()
+        assert where.x0 > max(ax.get_position().x1 for ax in panels)
+        assert where.y0 >= min(ax.get_position().y0 for ax in panels) - 1e-3
+        assert where.y1 <= max(ax.get_position().y1 for ax in panels) + 1e-3
+    # Each axes with its title, tick labels and colour bar label, and the title above.
+    figure = rendered.figure
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    (suptitle,) = figure.texts
+    boxes = [ax.get_tightbbox(renderer) for ax in figure.axes]
+    boxes.append(suptitle.get_window_extent(renderer))
+    whole = Bbox.from_bounds(0, 0, WIDTH, HEIGHT)
+    for k, box in enumerate(boxes):
+        assert box is not None
+        assert whole.containsx(box.x0) and whole.containsx(box.x1), k
+        assert whole.containsy(box.y0) and whole.containsy(box.y1), k
+        for other in boxes[k + 1 :]:
+            assert other is not None
+            shared = Bbox.intersection(box, other)
+            assert shared is None or shared.width * shared.height == 0, (box, other)
 
 
 def test_the_diffraction_panels_name_their_index_in_the_fixture_and_in_the_source(
@@ -276,16 +365,13 @@ def test_show_refuses_a_file_that_is_not_a_fixture_with_one_line(tmp_path: Path)
     assert folder_entries(out) == []
 
 
-def test_show_refuses_a_missing_fixture_and_a_missing_output_folder(
-    default_fixture: Path, tmp_path: Path
+def test_show_refuses_a_missing_fixture_and_leaves_no_folder_for_its_output(
+    tmp_path: Path,
 ) -> None:
-    missing = one_error_line(run_cli("show", tmp_path / "none.npz", "--output", tmp_path / "f.png"))
-    assert missing == f"ptycho-fixture: error: {tmp_path / 'none.npz'}: does not exist"
     nowhere = tmp_path / "nowhere" / "f.png"
-    line = one_error_line(run_cli("show", default_fixture, "--output", nowhere))
-    assert line == (
-        f"ptycho-fixture: error: {nowhere}: folder {nowhere.parent} does not exist; create it first"
-    )
+    missing = one_error_line(run_cli("show", tmp_path / "none.npz", "--output", nowhere))
+    assert missing == f"ptycho-fixture: error: {tmp_path / 'none.npz'}: does not exist"
+    assert not nowhere.parent.exists()
 
 
 def test_without_matplotlib_show_says_how_to_install_it_and_exits_2(
