@@ -206,13 +206,22 @@ class OnTerminal:
         return bool(data)
 
 
+#: Runs its arguments with SIGINT at its default, as a terminal's foreground job has it. A
+#: job started in the background of a non-interactive shell (a CI runner, say) inherits
+#: SIGINT ignored, and a Python started so never raises KeyboardInterrupt.
+_DEFAULT_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL);"
+    " os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
 def start_on_terminal(argv: Sequence[str], cwd: Path) -> OnTerminal:
     """Start ``argv`` with stderr on a new 100-column pseudo-terminal, stdout discarded."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     try:
         process = subprocess.Popen(
-            list(argv),
+            [sys.executable, "-c", _DEFAULT_SIGINT, *argv],
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
