@@ -9,36 +9,39 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from .contract import ContractError as ContractError
     from .contract import validate_fixture as validate_fixture
+    from .digests import content_digests as content_digests
     from .generate import GeneratedFixture as GeneratedFixture
     from .generate import generate_fixture as generate_fixture
-    from .npzio import content_digests as content_digests
-    from .npzio import load_npz as load_npz
+    from .npzread import load_npz as load_npz
     from .show import render_fixture as render_fixture
     from .simulate import forward as forward
     from .simulate import simulate_source as simulate_source
     from .simulate import synthetic_scan as synthetic_scan
+    from .spec import OptionError as OptionError
 
 _EXPORTS = {
     "ContractError": "contract",
     "validate_fixture": "contract",
     "GeneratedFixture": "generate",
     "generate_fixture": "generate",
-    "content_digests": "npzio",
-    "load_npz": "npzio",
+    "content_digests": "digests",
+    "load_npz": "npzread",
     "render_fixture": "show",
     "forward": "simulate",
     "simulate_source": "simulate",
     "synthetic_scan": "simulate",
+    "OptionError": "spec",
 }
 
 __all__ = [
     "ContractError",
     "GeneratedFixture",
+    "OptionError",
     "__version__",
     "content_digests",
     "forward",

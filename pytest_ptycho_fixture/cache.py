@@ -37,7 +37,7 @@ from .stats import Stats
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from .npzio import LoadedNpz
+    from .npzread import LoadedNpz
 
 #: Key written into cache-folder sidecars: the run that last regenerated them.
 CACHE_RUN = "cache_run"
@@ -314,7 +314,7 @@ class FixtureCache:
             raise FixtureError(str(data.get("message")))
 
     def _load(self, spec: FixtureSpec) -> tuple[LoadedNpz | None, str | None]:
-        from .npzio import load_npz
+        from .npzread import load_npz
 
         if not spec.path.exists():
             return None, MISSING

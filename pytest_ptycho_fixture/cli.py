@@ -8,7 +8,6 @@ undone).
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 import time
@@ -17,9 +16,22 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import __version__
+from ._version import __version__
 from .progress import Progress, terminal_progress
-from .spec import DEFAULT_STRATEGY, DEFAULT_SUBSET, LAYOUTS, MIN_SUBSET, STRATEGIES
+from .spec import (
+    DEFAULT_STRATEGY,
+    DEFAULT_SUBSET,
+    LAYOUTS,
+    MIN_SUBSET,
+    STRATEGIES,
+    argparse_type,
+    parse_fraction,
+    parse_known_layout,
+    parse_layout,
+    parse_positions,
+    parse_strategy,
+    parse_subset_size,
+)
 
 if TYPE_CHECKING:
     from .generate import Fixture
@@ -36,24 +48,9 @@ class _BadInput(Exception):
     """Input that the command refuses; its text is the one line shown."""
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction between 0 and 1")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
+#: What the usage line shows for an option with a fixed set of values, as ``choices=`` would.
+_STRATEGY_VALUES = "{" + ",".join(STRATEGIES) + "}"
+_LAYOUT_VALUES = "{" + ",".join(LAYOUTS) + "}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--output", type=Path, required=True, help="fixture NPZ to write")
     gen.add_argument(
         "--subset-size",
-        type=int,
+        type=argparse_type(parse_subset_size, "--subset-size"),
         default=DEFAULT_SUBSET,
         help=f"positions to keep, {MIN_SUBSET}..N (default {DEFAULT_SUBSET})",
     )
@@ -84,20 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument(
         "--subset-strategy",
-        choices=STRATEGIES,
+        type=argparse_type(parse_strategy, "--subset-strategy"),
+        metavar=_STRATEGY_VALUES,
         default=DEFAULT_STRATEGY,
         help="stratified: positions floor(i*N/n), spanning the scan (default);"
         " first: positions 0..n-1",
     )
     gen.add_argument(
         "--min-coverage",
-        type=_fraction,
+        type=argparse_type(parse_fraction, "--min-coverage"),
         default=0.5,
         help="least fraction of the scan's x and y range the subset must span (default 0.5)",
     )
     gen.add_argument(
         "--layout",
-        choices=LAYOUTS,
+        type=argparse_type(parse_layout, "--layout"),
+        metavar=_LAYOUT_VALUES,
         help="layout of the source diffraction, needed only when H == W == N is ambiguous",
     )
     gen.add_argument(
@@ -127,11 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     sim = commands.add_parser("simulate", help="write the full built-in synthetic source")
     sim.add_argument("--output", type=Path, required=True, help="source NPZ to write")
     sim.add_argument(
-        "--positions", type=_positive, default=1087, help="scan positions (default 1087)"
+        "--positions",
+        type=argparse_type(parse_positions, "--positions"),
+        default=1087,
+        help="scan positions (default 1087)",
     )
     sim.add_argument(
         "--layout",
-        choices=LAYOUTS,
+        type=argparse_type(parse_known_layout, "--layout"),
+        metavar=_LAYOUT_VALUES,
         default="HWN",
         help="HWN: legacy (H,W,N) like Run1084 (default); NHW: canonical (N,H,W)",
     )
@@ -190,22 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> NoReturn:
     """Run the command line as a program and exit: the ``ptycho-fixture`` script.
 
-    A command is one short pass whose buffers are freed by reference counting as it
-    goes, so the cyclic garbage collector is kept out of it: disabled while the command
-    runs (it would otherwise walk numpy's and filelock's objects over and over as the
-    imports grow the heap), and everything frozen before exit, so that the collections
-    of interpreter shutdown find nothing to walk. Files are closed and flushed by then,
-    and ``atexit`` handlers still run. This takes 30-50 ms off a 0.3 s run
-    (``benchmarks/bench_generate.py``, rows ``default`` and ``default-collector``).
     Call :func:`main` to run a command inside a process that goes on.
     """
-    gc.disable()
-    try:
-        status = main()
-    finally:
-        gc.enable()
-    gc.freeze()
-    raise SystemExit(status)
+    raise SystemExit(main())
 
 
 def _progress(args: argparse.Namespace) -> AbstractContextManager[Progress | None]:
@@ -322,7 +312,7 @@ def _write_locked(
 
 def _verify(args: argparse.Namespace) -> int:
     from .contract import validate_fixture
-    from .npzio import load_npz
+    from .npzread import load_npz
     from .sidecar import default_sidecar_path, differing_arrays, read_sidecar
 
     # The fixture first: when it is missing, that is what to name, not its sidecar.
@@ -354,7 +344,8 @@ def _describe(array: Any) -> str:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .npzio import file_sha256, load_npz
+    from .digests import file_sha256
+    from .npzread import load_npz
 
     loaded = load_npz(args.path)
     print(f"{args.path}")
@@ -372,7 +363,8 @@ def _info(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from .atomic import parents_made
-    from .npzio import content_digests, write_npz
+    from .digests import content_digests
+    from .npzwrite import write_npz
     from .simulate import simulate_source
 
     _check_output(args.output)

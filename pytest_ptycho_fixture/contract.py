@@ -66,18 +66,10 @@ class ContractError(ValueError):
         return (type(self), (self.path, self.key, self.message))
 
 
-def _fail(path: object, key: str | None, message: str) -> ContractError:
-    return ContractError(path, key, message)
-
-
-def _kind(dtype: np.dtype[Any]) -> str:
-    return str(dtype.kind)
-
-
 def check_not_object(path: object, key: str, dtype: np.dtype[Any]) -> None:
     """Refuse arrays of Python objects: loading them would mean unpickling."""
     if dtype.hasobject:
-        raise _fail(
+        raise ContractError(
             path,
             key,
             f"{key!r} holds Python objects (dtype {dtype}) but a numeric array is required;"
@@ -88,7 +80,7 @@ def check_not_object(path: object, key: str, dtype: np.dtype[Any]) -> None:
 def decide_layout(path: object, shape: Sequence[int], n_positions: int, layout: str | None) -> str:
     """Return ``"HWN"`` or ``"NHW"`` for a diffraction array, from the coordinate count."""
     if len(shape) != 3:
-        raise _fail(
+        raise ContractError(
             path,
             DIFFRACTION,
             f"{DIFFRACTION!r} has shape {tuple(shape)} but a 3-D (H,W,N) or (N,H,W) array"
@@ -96,10 +88,10 @@ def decide_layout(path: object, shape: Sequence[int], n_positions: int, layout: 
         )
     if layout is not None:
         if layout not in LAYOUTS:
-            raise _fail(path, DIFFRACTION, f"layout {layout!r} is not one of HWN, NHW")
+            raise ContractError(path, DIFFRACTION, f"layout {layout!r} is not one of HWN, NHW")
         axis = 2 if layout == "HWN" else 0
         if shape[axis] != n_positions:
-            raise _fail(
+            raise ContractError(
                 path,
                 DIFFRACTION,
                 f"{DIFFRACTION!r} has shape {tuple(shape)}: layout {layout} puts the"
@@ -109,7 +101,7 @@ def decide_layout(path: object, shape: Sequence[int], n_positions: int, layout: 
         return layout
     first, last = shape[0] == n_positions, shape[2] == n_positions
     if first and last:
-        raise _fail(
+        raise ContractError(
             path,
             DIFFRACTION,
             f"{DIFFRACTION!r} has shape {tuple(shape)} and {n_positions} positions match"
@@ -120,7 +112,7 @@ def decide_layout(path: object, shape: Sequence[int], n_positions: int, layout: 
         return "HWN"
     if first:
         return "NHW"
-    raise _fail(
+    raise ContractError(
         path,
         DIFFRACTION,
         f"{DIFFRACTION!r} has shape {tuple(shape)} but {XCOORDS!r} has {n_positions}"
@@ -131,15 +123,17 @@ def decide_layout(path: object, shape: Sequence[int], n_positions: int, layout: 
 def check_diffraction_dtype(path: object, key: str, dtype: np.dtype[Any]) -> None:
     """Diffraction must be real floating point amplitude."""
     check_not_object(path, key, dtype)
-    if _kind(dtype) == "c":
-        raise _fail(
+    if dtype.kind == "c":
+        raise ContractError(
             path,
             key,
             f"{key!r} is complex ({dtype}) but real amplitudes (float32 or float64) are"
             " required; store |psi|, not the complex wave",
         )
-    if _kind(dtype) != "f" or dtype.itemsize not in (4, 8):
-        raise _fail(path, key, f"{key!r} has dtype {dtype} but float32 or float64 is required")
+    if dtype.kind != "f" or dtype.itemsize not in (4, 8):
+        raise ContractError(
+            path, key, f"{key!r} has dtype {dtype} but float32 or float64 is required"
+        )
 
 
 def check_amplitudes(path: object, key: str, values: NDArray[Any]) -> str:
@@ -174,23 +168,23 @@ class AmplitudeStats:
         ``scope`` says which values were seen, e.g. `` in the selected patterns``.
         """
         if self.nonfinite:
-            raise _fail(
+            raise ContractError(
                 path,
                 key,
                 f"{key!r} has {self.nonfinite} non-finite values (NaN or inf){scope} but"
                 " finite amplitudes are required",
             )
         if self.size == 0:
-            raise _fail(path, key, f"{key!r} is empty but at least one pattern is required")
+            raise ContractError(path, key, f"{key!r} is empty but at least one pattern is required")
         low, high = self.low, self.high
         if low < 0:
-            raise _fail(
+            raise ContractError(
                 path,
                 key,
                 f"{key!r} has minimum {low:g}{scope} but amplitudes must be >= 0",
             )
         if high >= MAX_AMPLITUDE:
-            raise _fail(
+            raise ContractError(
                 path,
                 key,
                 f"{key!r} has maximum {high:g}{scope} but amplitudes must be < {MAX_AMPLITUDE:g};"
@@ -203,9 +197,11 @@ def check_object(path: object, array: NDArray[Any], *, exact: bool) -> None:
     """``objectGuess``: 2-D complex, both sides >= 128; ``exact`` demands complex64."""
     _check_complex(path, OBJECT, array, exact=exact)
     if array.ndim != 2:
-        raise _fail(path, OBJECT, f"{OBJECT!r} has shape {array.shape} but a 2-D array is required")
+        raise ContractError(
+            path, OBJECT, f"{OBJECT!r} has shape {array.shape} but a 2-D array is required"
+        )
     if min(array.shape) < MIN_OBJECT_SIDE:
-        raise _fail(
+        raise ContractError(
             path,
             OBJECT,
             f"{OBJECT!r} has shape {array.shape} but both sides must be >= {MIN_OBJECT_SIDE}",
@@ -218,7 +214,7 @@ def check_probe(
     """``probeGuess``: complex with the detector's shape ``(H, W)``."""
     _check_complex(path, PROBE, array, exact=exact)
     if array.shape != detector:
-        raise _fail(
+        raise ContractError(
             path,
             PROBE,
             f"{PROBE!r} has shape {array.shape} but the detector shape {detector} is required",
@@ -231,11 +227,13 @@ def _check_complex(path: object, key: str, array: NDArray[Any], *, exact: bool) 
     check_not_object(path, key, array.dtype)
     allowed = ("complex64",) if exact else ("complex64", "complex128")
     if array.dtype.name not in allowed:
-        raise _fail(
+        raise ContractError(
             path, key, f"{key!r} has dtype {array.dtype} but {' or '.join(allowed)} is required"
         )
     if not np.isfinite(array).all():
-        raise _fail(path, key, f"{key!r} has non-finite values but finite values are required")
+        raise ContractError(
+            path, key, f"{key!r} has non-finite values but finite values are required"
+        )
 
 
 def check_per_position(path: object, key: str, array: NDArray[Any], n_positions: int) -> None:
@@ -244,22 +242,26 @@ def check_per_position(path: object, key: str, array: NDArray[Any], n_positions:
 
     check_not_object(path, key, array.dtype)
     if array.shape != (n_positions,):
-        raise _fail(
+        raise ContractError(
             path,
             key,
             f"{key!r} has shape {array.shape} but ({n_positions},) is required,"
             f" one value per position",
         )
     if key == "scan_index":
-        if _kind(array.dtype) not in "iu":
-            raise _fail(path, key, f"{key!r} has dtype {array.dtype} but integers are required")
+        if array.dtype.kind not in "iu":
+            raise ContractError(
+                path, key, f"{key!r} has dtype {array.dtype} but integers are required"
+            )
         return
     if array.dtype.name not in ("float32", "float64"):
-        raise _fail(
+        raise ContractError(
             path, key, f"{key!r} has dtype {array.dtype} but float64 (or float32) is required"
         )
     if not np.isfinite(array).all():
-        raise _fail(path, key, f"{key!r} has non-finite values but finite values are required")
+        raise ContractError(
+            path, key, f"{key!r} has non-finite values but finite values are required"
+        )
 
 
 def validate_fixture(path: object, arrays: Mapping[str, NDArray[Any]]) -> list[str]:
@@ -269,23 +271,25 @@ def validate_fixture(path: object, arrays: Mapping[str, NDArray[Any]]) -> list[s
     required = (DIFFRACTION, OBJECT, PROBE, XCOORDS, YCOORDS)
     for key in required:
         if key not in arrays:
-            raise _fail(path, key, f"{key!r} is missing; a fixture holds {', '.join(required)}")
+            raise ContractError(
+                path, key, f"{key!r} is missing; a fixture holds {', '.join(required)}"
+            )
     allowed = {*required, DIFF3D, *OPTIONAL_PER_POSITION}
     extra = sorted(set(arrays) - allowed)
     if extra:
-        raise _fail(
+        raise ContractError(
             path, extra[0], f"{extra[0]!r} is not a fixture key; expected only {sorted(allowed)}"
         )
     diffraction = arrays[DIFFRACTION]
     check_not_object(path, DIFFRACTION, diffraction.dtype)
     if diffraction.ndim != 3:
-        raise _fail(
+        raise ContractError(
             path,
             DIFFRACTION,
             f"{DIFFRACTION!r} has shape {diffraction.shape} but a 3-D (N,H,W) array is required",
         )
     if diffraction.dtype.name != "float32":
-        raise _fail(
+        raise ContractError(
             path,
             DIFFRACTION,
             f"{DIFFRACTION!r} has dtype {diffraction.dtype} but float32 is required",
@@ -295,7 +299,7 @@ def validate_fixture(path: object, arrays: Mapping[str, NDArray[Any]]) -> list[s
     if DIFF3D in arrays:
         alias = arrays[DIFF3D]
         if alias.dtype != diffraction.dtype or not np.array_equal(alias, diffraction):
-            raise _fail(
+            raise ContractError(
                 path,
                 DIFF3D,
                 f"{DIFF3D!r} differs from {DIFFRACTION!r} but must be an exact copy of it",

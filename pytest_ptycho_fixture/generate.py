@@ -11,11 +11,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from . import contract as c
+from ._version import __version__
 from .atomic import atomic_writer, missing_parents, parents_made
 from .contract import ContractError
-from .npzio import ContentHasher, NpzReader, content_digests, write_npz_to
+from .digests import ContentHasher, content_digests
+from .npzread import NpzReader
+from .npzwrite import write_npz_to
 from .sidecar import SIDECAR_VERSION, array_table, default_sidecar_path, dumps
-from .spec import BUILTIN_SOURCE, DEFAULT_STRATEGY, DEFAULT_SUBSET, MIN_SUBSET, STRATEGIES
+from .spec import (
+    BUILTIN_SOURCE,
+    DEFAULT_STRATEGY,
+    DEFAULT_SUBSET,
+    MIN_SUBSET,
+    parse_fraction,
+    parse_strategy,
+    parse_subset_size,
+)
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -54,7 +65,7 @@ class Source(Protocol):
         """Content digest of the source arrays the fixture is derived from, if computed."""
 
     def fingerprint(self) -> str:
-        """:func:`.npzio.fingerprint` of the source NPZ: free, whatever its size."""
+        """:func:`.digests.fingerprint` of the source NPZ: free, whatever its size."""
 
 
 @dataclass
@@ -216,12 +227,13 @@ def open_source(
 
 
 def subset_indices(strategy: str, n_positions: int, subset_size: int) -> list[int]:
-    """``stratified``: ``floor(i * N / n)``; ``first``: ``0 .. n-1``."""
-    if strategy == "stratified":
+    """``stratified``: ``floor(i * N / n)``; ``first``: ``0 .. n-1``.
+
+    Raises :class:`.spec.OptionError` for a strategy that is not one of ``STRATEGIES``.
+    """
+    if parse_strategy(strategy, "strategy") == "stratified":
         return [i * n_positions // subset_size for i in range(subset_size)]
-    if strategy == "first":
-        return list(range(subset_size))
-    raise ValueError(f"subset strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    return list(range(subset_size))
 
 
 def _rule(strategy: str, n_positions: int, subset_size: int) -> str:
@@ -254,15 +266,19 @@ def build_fixture(
     diff3d_alias: bool = True,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
 ) -> Fixture:
-    """Subset, transpose and cast ``source`` into validated fixture arrays and metadata."""
+    """Subset, transpose and cast ``source`` into validated fixture arrays and metadata.
+
+    Raises :class:`.spec.OptionError` for an option that no source accepts, and
+    :class:`.contract.ContractError` naming the source for one that this source does not
+    (more positions than it has, say).
+    """
     import numpy as np
 
+    strategy = parse_strategy(strategy, "strategy")
+    subset_size = parse_subset_size(subset_size, "subset_size")
+    min_coverage = parse_fraction(min_coverage, "min_coverage")
     label, n = source.label, source.n_positions
-    if strategy not in STRATEGIES:
-        raise ContractError(
-            label, None, f"subset strategy {strategy!r} is not one of {', '.join(STRATEGIES)}"
-        )
-    if not MIN_SUBSET <= subset_size <= n:
+    if subset_size > n:
         raise ContractError(
             label,
             None,
@@ -354,8 +370,6 @@ def write_fixture(
     With ``write_metadata=False`` only the NPZ is written: used to heal a cached copy
     without touching a committed sidecar.
     """
-    from . import __version__
-
     output_path = Path(output_path)
     sidecar = Path(metadata_path) if metadata_path else default_sidecar_path(output_path)
     # Checked first: the sidecar is published before the NPZ is moved into place.
@@ -409,7 +423,14 @@ def generate_fixture(
     ``verify_source`` reads all of a source NPZ, checking every pattern and recording its
     content digest; otherwise only what the fixture needs is read. ``progress(done,
     total)`` reports the bytes of a source NPZ's diffraction read so far.
+
+    Raises :class:`.spec.OptionError` for a bad option value, before anything is read, and
+    :class:`.contract.ContractError` naming the file for a source or output that is refused.
     """
+    # Options first: they are refused whatever the source, before it is opened.
+    strategy = parse_strategy(strategy, "strategy")
+    subset_size = parse_subset_size(subset_size, "subset_size")
+    min_coverage = parse_fraction(min_coverage, "min_coverage")
     output = Path(output_path)
     sidecar = Path(metadata_path) if metadata_path else default_sidecar_path(output)
     # A file in the way of a folder is refused before the source is read.

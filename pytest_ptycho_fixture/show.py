@@ -123,7 +123,7 @@ def _source_positions(
     """
     import numpy as np
 
-    from .npzio import NpzReader
+    from .npzread import NpzReader
 
     if label == BUILTIN_SOURCE:
         from .simulate import synthetic_scan
@@ -154,7 +154,7 @@ def load_view(
     metadata: str | os.PathLike[str] | None = None,
 ) -> FixtureView:
     """Read the fixture (checked against the data contract), its sidecar and its source."""
-    from .npzio import load_npz
+    from .npzread import load_npz
 
     fixture = Path(path)
     loaded = load_npz(fixture)

@@ -9,7 +9,7 @@ from typing import Any
 
 from .atomic import write_bytes
 from .contract import ContractError
-from .npzio import combine_digests
+from .digests import combine_digests
 
 SIDECAR_VERSION = "v1"
 

@@ -34,14 +34,16 @@ built only from the latter:
 from __future__ import annotations
 
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
 
-from . import parallel
 from .spec import LAYOUTS
 
 if TYPE_CHECKING:
@@ -64,6 +66,8 @@ OBJECT_SHAPE: tuple[int, int] = (227, 226)
 X_RANGE: tuple[float, float] = (34.4, 79.3)
 Y_RANGE: tuple[float, float] = (35.8, 79.1)
 
+#: Threads that simulate batches of positions at once: one per core, up to eight.
+WORKERS = min(os.cpu_count() or 1, 8)
 _BATCH = 128
 
 _MASK64 = (1 << 64) - 1
@@ -171,6 +175,10 @@ def _quadrant_sin_cos(
 
 
 def _sin_cos_array(x: npt.ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Sine and cosine built from ``+ - * /`` only, hence bit-identical on every platform.
+
+    Arguments must be finite with magnitude at most 1e5.
+    """
     a = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(a)):
         raise ValueError("cos/sin argument must be finite")
@@ -179,32 +187,6 @@ def _sin_cos_array(x: npt.ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.fl
     k = np.rint(a * _TWO_OVER_PI)
     r = (a - k * _PIO2_HI) - k * _PIO2_LO
     return _quadrant_sin_cos(k.astype(np.int64), r)
-
-
-@overload
-def det_sin(x: float) -> float: ...
-@overload
-def det_sin(x: NDArray[np.floating[Any]]) -> NDArray[np.float64]: ...
-def det_sin(x: float | NDArray[np.floating[Any]]) -> float | NDArray[np.float64]:
-    """Sine built from ``+ - * /`` only, hence bit-identical on every platform.
-
-    Arguments must be finite with magnitude at most 1e5.
-    """
-    s, _ = _sin_cos_array(x)
-    return float(s) if isinstance(x, (float, int)) else s
-
-
-@overload
-def det_cos(x: float) -> float: ...
-@overload
-def det_cos(x: NDArray[np.floating[Any]]) -> NDArray[np.float64]: ...
-def det_cos(x: float | NDArray[np.floating[Any]]) -> float | NDArray[np.float64]:
-    """Cosine built from ``+ - * /`` only, hence bit-identical on every platform.
-
-    Arguments must be finite with magnitude at most 1e5.
-    """
-    _, c = _sin_cos_array(x)
-    return float(c) if isinstance(x, (float, int)) else c
 
 
 # ------------------------------------------------------------------------------ FFT
@@ -403,34 +385,42 @@ def forward(
     norm = math.sqrt(float(h * w))
 
     result = np.empty((xs.size, h, w), dtype=np.float64)
+    failed = threading.Event()
 
-    def simulate(start: int, stop: int) -> None:
-        pr, pi = _extract_patches(obj_re, obj_im, xs[start:stop], ys[start:stop], (h, w))
-        er = pr * probe_re - pi * probe_im
-        ei = pr * probe_im + pi * probe_re
-        if exact_fft:
-            fr, fi = _fft2(er, ei)
-        else:
-            spectrum = np.fft.fft2(er + 1j * ei)
-            fr, fi = spectrum.real.copy(), spectrum.imag.copy()
-        fr = fr / norm
-        fi = fi / norm
-        amp = np.sqrt(fr * fr + fi * fi)
-        result[start:stop] = np.roll(amp, (h // 2, w // 2), axis=(1, 2))
+    def simulate(batch: tuple[int, int]) -> tuple[int, int]:
+        start, stop = batch
+        if failed.is_set():
+            return start, start  # once a batch has failed, no other starts
+        try:
+            pr, pi = _extract_patches(obj_re, obj_im, xs[start:stop], ys[start:stop], (h, w))
+            er = pr * probe_re - pi * probe_im
+            ei = pr * probe_im + pi * probe_re
+            if exact_fft:
+                fr, fi = _fft2(er, ei)
+            else:
+                spectrum = np.fft.fft2(er + 1j * ei)
+                fr, fi = spectrum.real.copy(), spectrum.imag.copy()
+            fr = fr / norm
+            fi = fi / norm
+            amp = np.sqrt(fr * fr + fi * fi)
+            result[start:stop] = np.roll(amp, (h // 2, w // 2), axis=(1, 2))
+        except BaseException:
+            failed.set()
+            raise
+        return batch
 
     # Rows are independent, so batches may run in any order, in several threads.
-    workers = max(1, min(parallel.WORKERS, xs.size // 16))
+    workers = max(1, min(WORKERS, xs.size // 16))
     size = max(1, min(_BATCH, -(-xs.size // workers)))
     batches = [(start, min(start + size, xs.size)) for start in range(0, xs.size, size)]
     finished = 0
-
-    def report(batch: tuple[int, int]) -> None:
-        nonlocal finished
-        finished += batch[1] - batch[0]
-        if progress is not None:
-            progress(finished, xs.size)
-
-    parallel.run(batches, lambda batch: simulate(*batch), workers, report)
+    # An error is raised here once the with has waited for the threads; progress is
+    # reported from this thread, one batch at a time.
+    with ThreadPoolExecutor(workers) as pool:
+        for start, stop in pool.map(simulate, batches):
+            finished += stop - start
+            if progress is not None:
+                progress(finished, xs.size)
     return result
 
 

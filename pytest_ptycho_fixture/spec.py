@@ -3,18 +3,26 @@
 Everything here is needed to configure pytest and print the header line, in every run,
 so it imports nothing beyond the standard library: the cache that verifies and
 generates fixtures (:mod:`.cache`) is left to the first fixture that needs it.
+
+Each option is parsed here, once, by a ``parse_*`` function that the command line (through
+:func:`argparse_type`), the ini options and the Python API all use; a refused value is an
+:class:`OptionError` naming the option, quoting the value and saying what is accepted.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
+import math
+import operator
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import final
+from typing import TypeVar, final
 
 #: How positions are chosen, how many, the source layouts, and the label of the built-in
 #: source: what the plugin checks its options against.
@@ -24,6 +32,161 @@ MIN_SUBSET = 16
 DEFAULT_SUBSET = 64
 LAYOUTS = ("HWN", "NHW")
 BUILTIN_SOURCE = "builtin:synthetic-run1084"
+
+_T = TypeVar("_T")
+
+
+class OptionError(ValueError):
+    """An option value that is refused.
+
+    ``str()`` is one line naming the option, quoting the value and saying what is accepted:
+    ``--subset-size: 'abc' is not a subset size: expected a whole number >= 16``.
+    ``option`` is however the caller names it: a flag, ``ini option NAME``, a keyword.
+    """
+
+    def __init__(self, option: str, value: object, what: str, expected: str) -> None:
+        super().__init__(option, value, what, expected)
+        self.option = option
+        self.value = value
+        #: What the value should have been, e.g. ``subset size``.
+        self.what = what
+        #: The values accepted, in words.
+        self.expected = expected
+
+    @property
+    def reason(self) -> str:
+        """The message without the option, for callers that name it themselves (argparse)."""
+        return f"{self.value!r} is not a {self.what}: expected {self.expected}"
+
+    def __str__(self) -> str:
+        return f"{self.option}: {self.reason}"
+
+    def __reduce__(self) -> tuple[type[OptionError], tuple[str, object, str, str]]:
+        return (type(self), (self.option, self.value, self.what, self.expected))
+
+
+def _whole_number(value: object) -> int | None:
+    """``value`` as an int if it is a whole number (or its text), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _real_number(value: object) -> float | None:
+    """``value`` as a float if it is a real number (or its text), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def parse_subset_size(text: str | int, option: str = "--subset-size") -> int:
+    """Positions in the fixture: a whole number >= :data:`MIN_SUBSET`.
+
+    The upper bound is the number of positions in the source, checked when it is read.
+    """
+    value = _whole_number(text)
+    if value is None or value < MIN_SUBSET:
+        raise OptionError(option, text, "subset size", f"a whole number >= {MIN_SUBSET}")
+    return value
+
+
+def parse_strategy(text: str, option: str = "--subset-strategy") -> str:
+    """How positions are chosen: one of :data:`STRATEGIES`."""
+    strategy = text.strip() if isinstance(text, str) else None
+    if strategy not in STRATEGIES:
+        raise OptionError(option, text, "subset strategy", " or ".join(STRATEGIES))
+    return strategy
+
+
+def parse_layout(text: str, option: str = "--layout") -> str | None:
+    """Layout of the source diffraction, one of :data:`LAYOUTS`; empty (``None``): decide it."""
+    if isinstance(text, str) and not text.strip():
+        return None
+    return _layout(
+        text,
+        option,
+        f"{' or '.join(LAYOUTS)} (or nothing, to decide it from the number of coordinates)",
+    )
+
+
+def parse_known_layout(text: str, option: str = "--layout") -> str:
+    """A layout that must be given (what ``simulate`` writes): one of :data:`LAYOUTS`."""
+    return _layout(text, option, " or ".join(LAYOUTS))
+
+
+def _layout(text: str, option: str, expected: str) -> str:
+    layout = text.strip() if isinstance(text, str) else None
+    if layout not in LAYOUTS:
+        raise OptionError(option, text, "layout", expected)
+    return layout
+
+
+def parse_seconds(text: str | float, option: str) -> float:
+    """A lock timeout: a finite number of seconds >= 0."""
+    value = _real_number(text)
+    if value is None or not (math.isfinite(value) and value >= 0):
+        raise OptionError(option, text, "lock timeout", "a finite number of seconds >= 0")
+    return value
+
+
+def parse_device(text: str, option: str = "--ptycho-device") -> str:
+    """A device request, normalised: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``all``."""
+    # Imported here, not at the top, so that .devices may one day import from this module.
+    from .devices import DEVICE_CHOICES, parse_device_spec
+
+    try:
+        return parse_device_spec(text)
+    except (ValueError, AttributeError):
+        raise OptionError(option, text, "device", DEVICE_CHOICES) from None
+
+
+def parse_fraction(text: str | float, option: str = "--min-coverage") -> float:
+    """A fraction: a number from 0 to 1."""
+    value = _real_number(text)
+    if value is None or not 0.0 <= value <= 1.0:
+        raise OptionError(
+            option, text, "fraction between 0 and 1", "0, 1 or a number in between, e.g. 0.5"
+        )
+    return value
+
+
+def parse_positions(text: str | int, option: str = "--positions") -> int:
+    """A number of scan positions: a whole number >= 1."""
+    value = _whole_number(text)
+    if value is None or value < 1:
+        raise OptionError(option, text, "positive whole number", "1 or more scan positions")
+    return value
+
+
+def argparse_type(parse: Callable[[str, str], _T], option: str) -> Callable[[str], _T]:
+    """``parse`` for ``argparse``'s ``type=``: an :class:`OptionError` becomes its usage error.
+
+    argparse puts ``argument OPTION:`` in front of the message itself, so the message it
+    is given leaves the option out.
+    """
+
+    def convert(text: str) -> _T:
+        try:
+            return parse(text, option)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(exc.reason) from None
+
+    # argparse names the type in its own messages ("invalid subset size value: ...").
+    convert.__name__ = parse.__name__.removeprefix("parse_").replace("_", " ")
+    convert.__qualname__ = convert.__name__
+    return convert
+
 
 FIXTURE_NAME = "minimal_dataset_v1"
 SHIPPED_SIDECAR = Path(__file__).parent / "data" / f"{FIXTURE_NAME}.json"

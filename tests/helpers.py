@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from pytest_ptycho_fixture import npzio
+from pytest_ptycho_fixture import npzwrite
 from pytest_ptycho_fixture.simulate import simulate_source
 
 SOURCE_POSITIONS = 100
@@ -61,7 +61,7 @@ def write_source(
             merged.pop(key, None)
         else:
             merged[key] = value
-    npzio.write_npz(path, merged, compress=compress)
+    npzwrite.write_npz(path, merged, compress=compress)
     return path
 
 
@@ -175,7 +175,7 @@ def inflate_declared_size(path: Path, member: str, declared: int) -> None:
 
 
 def recompute_content_sha256(arrays: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
-    """The content digest as the npzio docstring defines it, written out independently.
+    """The content digest as the digests docstring defines it, written out independently.
 
     ``sha256(key NUL dtype.str NUL comma-joined shape NUL + C-order little-endian bytes)``
     per array, then ``sha256`` of the lines ``key SP digest LF`` in sorted key order.
@@ -191,6 +191,20 @@ def recompute_content_sha256(arrays: Mapping[str, Any]) -> tuple[str, dict[str, 
         per_array[key] = hashlib.sha256(preamble + data).hexdigest()
     lines = "".join(f"{key} {per_array[key]}\n" for key in sorted(per_array))
     return hashlib.sha256(lines.encode()).hexdigest(), per_array
+
+
+def some_arrays() -> dict[str, NDArray[Any]]:
+    """Five small arrays of five dtypes and zero to three dimensions, one of them 0-d."""
+    rng = np.random.default_rng(1084)
+    return {
+        "ycoords": rng.uniform(30, 80, size=37),
+        "diffraction": rng.uniform(0, 2, size=(37, 6, 5)).astype(np.float32),
+        "objectGuess": (rng.normal(size=(9, 11)) + 1j * rng.normal(size=(9, 11))).astype(
+            np.complex64
+        ),
+        "scan_index": np.arange(37, dtype=np.int32),
+        "flag": np.array(True),
+    }
 
 
 # ---------------------------------------------------------------------- hostile table
@@ -443,14 +457,6 @@ BAD_SOURCES: tuple[Bad, ...] = (
         ),
         "probeGuess",
         ("has shape (64, 32) but the detector shape (64, 64) is required",),
-    ),
-    Bad(
-        "a subset smaller than 16",
-        _valid_source,
-        None,
-        ("subset size 15 is out of range: expected 16 <= size <= 100",),
-        kwargs={"subset_size": 15},
-        argv=("--subset-size", "15"),
     ),
     Bad(
         "a subset larger than the scan",

@@ -4,9 +4,13 @@ after their write and rename, and what the next run finds."""
 from __future__ import annotations
 
 import collections
+import ctypes
 import os
 import random
+import re
+import select
 import signal
+import struct
 import subprocess
 import time
 from dataclasses import dataclass
@@ -202,6 +206,60 @@ def _stopped_holding_the_lock(argv: list[str], root: Path, fixture: Path) -> sub
     raise AssertionError("could not stop the writer while it held the lock")
 
 
+#: The generate command's line on stderr when another process holds the lock.
+WAITING = re.compile(r"^ptycho-fixture: waiting for (.+), held by another process$", re.MULTILINE)
+IN_OPEN = 0x20  # <sys/inotify.h>
+#: ``struct inotify_event`` before its name: wd, mask, cookie, len.
+INOTIFY_EVENT = struct.Struct("iIII")
+
+
+def _seen_printing_that_it_waits(waiter: subprocess.Popen[str], lock: Path) -> None:
+    """Read the command's output until it says that it waits for ``lock``."""
+    fd = waiter.stdout.fileno()  # type: ignore[union-attr]
+    deadline = time.monotonic() + 60
+    output = b""
+    while not (match := WAITING.search(output.decode(errors="replace"))):
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise AssertionError(f"not waiting for {lock} within 60 s: {output!r}")
+        data = os.read(fd, 65536)
+        if not data:
+            raise AssertionError(f"ended without waiting for {lock}: {output!r}")
+        output += data
+    assert match.group(1) == str(lock), output
+
+
+def _seen_retrying_the_lock(waiter: subprocess.Popen[str], lock: Path) -> None:
+    """Wait until ``waiter`` opens ``lock`` twice: it tried the lock, and tries again.
+
+    filelock polls ``flock(LOCK_NB)``, so a waiting run leaves no blocked entry in
+    ``/proc/locks``; it opens the lock file for every try, and inotify sees those opens
+    (nothing else opens it while its holder is stopped).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+    try:
+        if libc.inotify_add_watch(fd, os.fsencode(lock), IN_OPEN) < 0:
+            raise OSError(ctypes.get_errno(), f"inotify_add_watch failed on {lock}")
+        deadline, opens = time.monotonic() + 60, 0
+        while opens < 2:
+            if waiter.poll() is not None:
+                raise AssertionError(f"ended without waiting for {lock}")
+            ready, _, _ = select.select([fd], [], [], min(0.1, max(0.0, deadline - time.monotonic())))
+            if ready:
+                events = os.read(fd, 65536)
+                for offset in range(0, len(events), INOTIFY_EVENT.size):
+                    _, mask, _, size = INOTIFY_EVENT.unpack_from(events, offset)
+                    assert size == 0, "a watch on a file reports no names"
+                    opens += bool(mask & IN_OPEN)
+            elif time.monotonic() > deadline:
+                raise AssertionError(f"not waiting for {lock} within 60 s")
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize("holder", TARGETS)
 def test_a_run_waiting_for_a_writer_that_is_killed_takes_over_at_once(
     holder: str, tmp_path: Path
@@ -214,8 +272,11 @@ def test_a_run_waiting_for_a_writer_that_is_killed_takes_over_at_once(
     try:
         assert temporary_files(fixture.parent) != [] and not fixture.exists()
         waiter = start(TARGETS["pytest" if holder == "generate" else "generate"](fixture), root)
-        time.sleep(1.0)
-        assert waiter.poll() is None and not fixture.exists()
+        if holder == "generate":
+            _seen_retrying_the_lock(waiter, locking.lock_path(fixture))
+        else:
+            _seen_printing_that_it_waits(waiter, locking.lock_path(fixture))
+        assert not fixture.exists()
     except BaseException:
         # Leave no stopped writer or waiting run behind when the test fails here.
         for leftover in (process, waiter):
@@ -229,7 +290,5 @@ def test_a_run_waiting_for_a_writer_that_is_killed_takes_over_at_once(
     assert time.monotonic() - began < LOCK_TIMEOUT
     if holder == "generate":
         assert result.passed == 2 and result.generations == 1, result.describe()
-    else:
-        assert "waiting for" in result.output, result.describe()
     assert content_digest(fixture) == expected
     assert temporary_files(fixture.parent) == []

@@ -35,7 +35,8 @@ from hypothesis import strategies as st
 import pytest_ptycho_fixture
 from pytest_ptycho_fixture.contract import ContractError, validate_fixture
 from pytest_ptycho_fixture.generate import generate_fixture, subset_indices
-from pytest_ptycho_fixture.npzio import load_npz
+from pytest_ptycho_fixture.npzread import load_npz
+from pytest_ptycho_fixture.spec import OptionError
 
 N = 100
 
@@ -225,8 +226,11 @@ def test_stratified_indices_are_sorted_unique_and_in_range(total: int, data: Any
 
 
 def test_it_refuses_a_strategy_it_does_not_know(legacy: Path, out: Path) -> None:
-    with pytest.raises(ContractError, match="subset strategy 'random' is not one of"):
+    with pytest.raises(OptionError) as caught:
         generate_fixture(legacy, out / "fixture.npz", strategy="random")
+    assert str(caught.value) == (
+        "strategy: 'random' is not a subset strategy: expected stratified or first"
+    )
     assert folder_entries(out) == []
 
 

@@ -15,7 +15,7 @@ import filelock
 import pytest
 import torch
 
-from pytest_ptycho_fixture import generate, npzio, simulate
+from pytest_ptycho_fixture import digests, generate, npzread, npzwrite, simulate
 
 pytest_plugins = ["pytester"]
 
@@ -44,7 +44,7 @@ def _without_unrelated_plugins(pytester: pytest.Pytester, monkeypatch: pytest.Mo
 def source_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 200-position scan in the legacy (H, W, N) layout, like Run1084."""
     path = tmp_path_factory.mktemp("source") / "Run1084_recon3_postPC_shrunk_3.npz"
-    npzio.write_npz(path, simulate.simulate_source(positions=200), compress=False)
+    npzwrite.write_npz(path, simulate.simulate_source(positions=200), compress=False)
     return path
 
 
@@ -113,7 +113,7 @@ def test_it_costs_nothing_to_a_run_that_does_not_use_it(pytester: pytest.Pyteste
         """
         import sys
 
-        LIGHT = {"plugin", "spec", "stats", "devices"}
+        LIGHT = {"plugin", "spec", "stats", "devices", "_version"}
 
         def pytest_sessionfinish(session):
             ours = {
@@ -246,7 +246,7 @@ def test_an_ambiguous_source_needs_the_layout_option_and_follows_it(
 ) -> None:
     # 64 positions on a 64x64 detector: (64, 64, 64) reads as (H, W, N) and as (N, H, W).
     (pytester.path / "datasets").mkdir()
-    npzio.write_npz(pytester.path / SOURCE, simulate.simulate_source(positions=64, layout="HWN"))
+    npzwrite.write_npz(pytester.path / SOURCE, simulate.simulate_source(positions=64, layout="HWN"))
     pytester.makepyfile(
         """
         def test_layout(ptycho_metadata):
@@ -449,9 +449,9 @@ def test_regenerating_records_the_source_digest_only_when_the_source_is_verified
     pytester.makepyfile(USES_PATH.format(n=2))
     pytester.runpytest("--regen-fixture").assert_outcomes(passed=2)
     sidecar = json.loads((pytester.path / SIDECAR).read_text())
-    with npzio.NpzReader(source) as reader:
+    with npzread.NpzReader(source) as reader:
         assert sidecar["source_fingerprint"] == reader.fingerprint()
-        digest = npzio.content_digests(
+        digest = digests.content_digests(
             {key: reader.read(key) for key in reader.members if key != "diff3d"}
         )[0]
     assert sidecar["source_content_sha256"] == (digest if verify else None)

@@ -19,7 +19,7 @@ import pytest
 from helpers import cli_command, run_cli, write_source
 from numpy.typing import NDArray
 
-from pytest_ptycho_fixture import npzio, parallel
+from pytest_ptycho_fixture import npzread, simulate
 from pytest_ptycho_fixture.generate import generate_fixture
 from pytest_ptycho_fixture.simulate import forward, simulate_source, synthetic_scan
 
@@ -135,7 +135,7 @@ def test_forward_reports_once_per_batch_and_gives_the_same_amplitudes_on_any_cor
     scan = synthetic_scan(POSITIONS)
     plain: NDArray[np.float64] = forward(scan.probe, scan.object, scan.xcoords, scan.ycoords)
     # The batches follow the threads there are (one per core, up to eight), at most 128 each.
-    monkeypatch.setattr(parallel, "WORKERS", threads)
+    monkeypatch.setattr(simulate, "WORKERS", threads)
     reports: list[tuple[int, int]] = []
     reported = forward(
         scan.probe,
@@ -158,7 +158,7 @@ def test_generate_reports_the_bytes_streamed_once_per_chunk(source: Path, tmp_pa
         source, tmp_path / "f.npz", progress=lambda done, total: reports.append((done, total))
     )
     total = POSITIONS * 64 * 64 * 8
-    assert len(reports) == -(-total // npzio.CHUNK_BYTES) == 2
+    assert len(reports) == -(-total // npzread.CHUNK_BYTES) == 2
     assert {seen_total for _, seen_total in reports} == {total}
     assert reports[0][0] < reports[1][0] == total
 

@@ -3,7 +3,7 @@ refuses damaged files with a ContractError and nothing else, a changed element i
 its array, a hand-edited digest is caught, and a sweep removes only dead writers' files.
 
 Round trips, the stratified indices and the digest of a changed element are in
-tests/test_npzio.py and tests/test_generate.py."""
+tests/test_npzread.py, tests/test_digests.py and tests/test_generate.py."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ from numpy.typing import NDArray
 
 from pytest_ptycho_fixture.atomic import remove_stale_temps
 from pytest_ptycho_fixture.contract import ContractError
-from pytest_ptycho_fixture.npzio import NpzReader, content_digests, load_npz, write_npz
+from pytest_ptycho_fixture.digests import content_digests
+from pytest_ptycho_fixture.npzread import NpzReader, load_npz
+from pytest_ptycho_fixture.npzwrite import write_npz
 from pytest_ptycho_fixture.sidecar import array_table, differing_arrays, read_sidecar, write_sidecar
 
 _KEYS = st.sampled_from(["diffraction", "probeGuess", "objectGuess", "xcoords", "a", "b_2"])

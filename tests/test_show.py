@@ -20,7 +20,7 @@ from matplotlib.transforms import Bbox
 from numpy.typing import NDArray
 
 from pytest_ptycho_fixture.generate import generate_fixture
-from pytest_ptycho_fixture.npzio import load_npz
+from pytest_ptycho_fixture.npzread import load_npz
 from pytest_ptycho_fixture.show import DPI, FIGURE_INCHES, Rendered, render_fixture
 from pytest_ptycho_fixture.simulate import synthetic_scan
 from pytest_ptycho_fixture.spec import SHIPPED_SIDECAR

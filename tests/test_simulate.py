@@ -8,7 +8,9 @@ import inspect
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -67,24 +69,31 @@ def _reference_forward(
     return np.abs(spectrum)
 
 
-def test_own_sine_and_cosine_match_numpy_to_1e_minus_15_on_minus_10_to_10() -> None:
+def test_own_sine_and_cosine_of_the_object_and_probe_match_numpy_to_1e_minus_15() -> None:
+    # synthetic_scan() takes the object's and the probe's phases through _sin_cos_array.
     x = np.linspace(-10.0, 10.0, 100_001)
-    assert np.max(np.abs(simulate.det_sin(x) - np.sin(x))) <= 1e-15
-    assert np.max(np.abs(simulate.det_cos(x) - np.cos(x))) <= 1e-15
-
-
-def test_own_sine_and_cosine_accept_python_floats_and_return_floats() -> None:
-    value = simulate.det_sin(0.5)
-    assert isinstance(value, float)
-    assert value == pytest.approx(np.sin(0.5), abs=1e-15)
-    assert simulate.det_cos(-2.0) == pytest.approx(np.cos(-2.0), abs=1e-15)
+    sin, cos = simulate._sin_cos_array(x)
+    assert np.max(np.abs(sin - np.sin(x))) <= 1e-15
+    assert np.max(np.abs(cos - np.cos(x))) <= 1e-15
 
 
 def test_own_sine_and_cosine_reject_non_finite_or_huge_arguments() -> None:
-    with pytest.raises(ValueError):
-        simulate.det_sin(np.array([0.0, np.nan]))
-    with pytest.raises(ValueError):
-        simulate.det_cos(1e9)
+    with pytest.raises(ValueError, match="finite"):
+        simulate._sin_cos_array(np.array([0.0, np.nan]))
+    with pytest.raises(ValueError, match="within"):
+        simulate._sin_cos_array(1e9)
+
+
+@pytest.mark.parametrize("n", [2, 8, 64, 1024])
+def test_the_fft_twiddles_match_numpy_to_1e_minus_15_with_exact_quarter_turns(n: int) -> None:
+    # forward() takes its FFT's twiddle factors exp(-2 pi i k / n) through _quadrant_sin_cos.
+    real, imag = simulate._twiddles(n)
+    angle = -2.0 * np.pi * np.arange(n // 2) / n
+    assert np.max(np.abs(real - np.cos(angle))) <= 1e-15
+    assert np.max(np.abs(imag - np.sin(angle))) <= 1e-15
+    quarter_turns = np.arange(0, n // 2, max(n // 4, 1))
+    assert list(real[quarter_turns]) == [1.0, 0.0][: quarter_turns.size]
+    assert list(imag[quarter_turns]) == [0.0, -1.0][: quarter_turns.size]
 
 
 @pytest.mark.parametrize("shape", [(5, 64, 64), (3, 8, 32), (2, 1, 2), (1, 128, 4)])
@@ -393,3 +402,25 @@ def test_results_are_bit_identical_with_simd_dispatch_disabled() -> None:
     baseline = _digest_in_subprocess({"NPY_DISABLE_CPU_FEATURES": " ".join(features)})
     assert len(normal) == 64
     assert baseline == normal
+
+
+def test_a_failing_batch_is_raised_after_the_threads_stop_and_no_new_batch_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scan = synthetic_scan(SCAN_POSITIONS)
+    started: list[int] = []
+    real = simulate._extract_patches
+
+    def extract(*args: Any) -> Any:
+        started.append(len(args[2]))
+        if len(started) == 1:
+            raise RuntimeError("batch 1")
+        return real(*args)
+
+    monkeypatch.setattr(simulate, "_extract_patches", extract)
+    monkeypatch.setattr(simulate, "WORKERS", 1)
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="batch 1"):
+        forward(scan.probe, scan.object, scan.xcoords, scan.ycoords)
+    assert len(started) == 1  # of nine batches of at most 128 positions
+    assert threading.active_count() == before

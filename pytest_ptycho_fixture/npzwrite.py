@@ -1,9 +1,10 @@
-"""A byte-reproducible zip writer, with members deflated in parallel.
+"""Write an NPZ whose bytes depend only on its arrays: ``.npy`` members in a fixed zip.
 
-Every member gets the same fixed fields: 1980-01-01 00:00 timestamps, Unix permissions
-0644, no data descriptor, no comment, so the same members give the same bytes on every
-machine with the same zlib. Zip64 records are written only where a size or offset
-needs them, as zipfile does.
+Members are sorted by key, with ``.npy`` 1.0 headers, C order, little-endian. Every zip
+member gets the same fixed fields: 1980-01-01 00:00 timestamps, Unix permissions 0644, no
+data descriptor, no comment, so the same members give the same bytes on every machine
+with the same zlib. Zip64 records are written only where a size or offset needs them, as
+zipfile does.
 
 Members are deflated with Huffman coding only (zlib's ``Z_HUFFMAN_ONLY``): floating-point
 data holds almost no repeated strings for LZ77 to find, so this is as small as level 6
@@ -19,14 +20,26 @@ blocks at once (zlib releases the GIL). A member whose bytes equal an earlier on
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
+import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from . import parallel
+from .atomic import atomic_writer
+from .contract import check_not_object
+from .digests import little_endian
 
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+#: Threads that deflate blocks at once: one per core, up to eight.
+WORKERS = min(os.cpu_count() or 1, 8)
 STORED = 0
 DEFLATED = 8
 #: zipfile's limit too: sizes and offsets above it are written as Zip64.
@@ -36,7 +49,7 @@ BLOCK_BYTES = 256 << 10
 #: Any level from 1 to 9 gives the same bytes: Huffman-only coding ignores it.
 _LEVEL = 1
 
-#: A member's local header (the reader in :mod:`.npzio` parses it with these too).
+#: A member's local header (the reader in :mod:`.npzread` parses it with these too).
 LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 LOCAL_MAGIC = b"PK\x03\x04"
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
@@ -47,6 +60,55 @@ _DOS_TIME = 0
 _DOS_DATE = (0 << 9) | (1 << 5) | 1  # 1980-01-01
 _UNIX_FILE = 0o100644 << 16
 _MADE_ON_UNIX = 3
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_ALIGN = 64
+
+
+# ---------------------------------------------------------------------------
+# the .npy members
+
+
+def npy_header(dtype: np.dtype[Any], shape: Sequence[int]) -> bytes:
+    """A ``.npy`` version 1.0 header, the same on every numpy version."""
+    dims = tuple(int(n) for n in shape)
+    text = f"{{'descr': {dtype.str!r}, 'fortran_order': False, 'shape': {dims!r}, }}"
+    pad = _NPY_ALIGN - (len(_NPY_MAGIC) + 4 + len(text) + 1) % _NPY_ALIGN
+    text += " " * (pad % _NPY_ALIGN) + "\n"
+    return _NPY_MAGIC + b"\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
+
+
+def write_npz(path: Path, arrays: Mapping[str, NDArray[Any]], *, compress: bool = True) -> str:
+    """Atomically write a byte-reproducible NPZ; return the SHA-256 of its bytes."""
+    with atomic_writer(Path(path)) as handle:
+        return write_npz_to(handle, arrays, compress=compress, path=path)
+
+
+def write_npz_to(
+    handle: BinaryIO,
+    arrays: Mapping[str, NDArray[Any]],
+    *,
+    compress: bool = True,
+    path: object = "<npz>",
+) -> str:
+    """Write a byte-reproducible NPZ to an empty ``handle``; return its SHA-256.
+
+    Members are deflated with Huffman coding only, or stored; see :func:`write_zip`.
+    """
+    import numpy as np
+
+    entries = []
+    for key in sorted(arrays):
+        array = np.asarray(arrays[key])
+        check_not_object(path, key, array.dtype)
+        # Not ascontiguousarray: that turns a 0-d array into shape (1,).
+        array = np.asarray(array, dtype=little_endian(array.dtype), order="C")
+        data = memoryview(array.reshape(-1).view(np.uint8).data)
+        entries.append(Entry(f"{key}.npy", npy_header(array.dtype, array.shape), data))
+    return write_zip(handle, entries, compress=compress)
+
+
+# ---------------------------------------------------------------------------
+# the zip container
 
 
 @dataclass(frozen=True)
@@ -160,13 +222,24 @@ def _pack(entries: Sequence[Entry], compress: bool) -> list[_Packed]:
 
 
 def _deflate_all(blocks: list[tuple[_Packed, int, Entry]]) -> None:
-    """Deflate every block into its member's parts, in up to ``parallel.WORKERS`` threads."""
+    """Deflate every block into its member's parts, in up to :data:`WORKERS` threads."""
+
+    failed = threading.Event()
 
     def deflate(job: tuple[_Packed, int, Entry]) -> None:
+        if failed.is_set():
+            return  # once a block has failed, no other starts
         member, block, entry = job
-        member.parts[block] = _deflate_block(entry, block)
+        try:
+            member.parts[block] = _deflate_block(entry, block)
+        except BaseException:
+            failed.set()
+            raise
 
-    parallel.run(blocks, deflate)
+    # An error is raised here once the with has waited for the threads.
+    with ThreadPoolExecutor(max(1, min(WORKERS, len(blocks)))) as pool:
+        for _ in pool.map(deflate, blocks):
+            pass
 
 
 def _deflate_block(entry: Entry, block: int) -> bytes:

@@ -1,8 +1,7 @@
-"""NPZ input and output: the byte-reproducible writer, the streaming reader, the digests."""
+"""Reading an NPZ: headers first, whole members or selected positions, hostile files refused."""
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import tempfile
 import time
@@ -20,6 +19,7 @@ from helpers import (
     npy_header,
     pickled_member,
     recompute_content_sha256,
+    some_arrays,
     write_zip,
 )
 from hypothesis import given, settings
@@ -28,35 +28,12 @@ from hypothesis.extra import numpy as hnp
 from numpy.typing import NDArray
 
 from pytest_ptycho_fixture.contract import ContractError
+from pytest_ptycho_fixture.digests import ContentHasher, content_digests
 from pytest_ptycho_fixture.generate import generate_fixture
-from pytest_ptycho_fixture.npzio import (
-    ContentHasher,
-    NpzReader,
-    content_digests,
-    file_sha256,
-    load_npz,
-    write_npz,
-)
-
-# content_sha256 of {"a": np.arange(3, dtype="<i4")}: pins the digest definition itself.
-# Recompute with: python -c "import numpy as np; from pytest_ptycho_fixture.npzio import
-# content_digests; print(content_digests({'a': np.arange(3, dtype='<i4')})[0])"
-TINY_CONTENT_SHA256 = "b3e3a02df0e7d42de8238c1a73504150e6ce26481cbc38e4500bb7277db5d73b"
+from pytest_ptycho_fixture.npzread import NpzReader, load_npz
+from pytest_ptycho_fixture.npzwrite import write_npz
 
 MB = 1 << 20
-
-
-def some_arrays() -> dict[str, NDArray[Any]]:
-    rng = np.random.default_rng(1084)
-    return {
-        "ycoords": rng.uniform(30, 80, size=37),
-        "diffraction": rng.uniform(0, 2, size=(37, 6, 5)).astype(np.float32),
-        "objectGuess": (rng.normal(size=(9, 11)) + 1j * rng.normal(size=(9, 11))).astype(
-            np.complex64
-        ),
-        "scan_index": np.arange(37, dtype=np.int32),
-        "flag": np.array(True),
-    }
 
 
 @pytest.fixture
@@ -64,147 +41,6 @@ def written(tmp_path: Path) -> Path:
     path = tmp_path / "arrays.npz"
     write_npz(path, some_arrays())
     return path
-
-
-# ------------------------------------------------------------------------- writer
-
-
-def test_it_writes_the_members_sorted_by_key(written: Path) -> None:
-    with zipfile.ZipFile(written) as archive:
-        names = archive.namelist()
-    assert names == sorted(f"{key}.npy" for key in some_arrays())
-
-
-def test_every_member_has_the_fixed_timestamp_system_and_permissions(written: Path) -> None:
-    with zipfile.ZipFile(written) as archive:
-        infos = archive.infolist()
-    assert infos
-    for info in infos:
-        assert info.date_time == (1980, 1, 1, 0, 0, 0)
-        assert info.create_system == 3
-        assert (info.external_attr >> 16) & 0o777 == 0o644
-        assert (info.external_attr >> 16) & 0o170000 == 0o100000
-
-
-def test_every_member_has_a_version_1_0_header_padded_to_64_bytes(written: Path) -> None:
-    with zipfile.ZipFile(written) as archive:
-        for name in archive.namelist():
-            data = archive.read(name)
-            assert data[:8] == b"\x93NUMPY\x01\x00", name
-            header_length = int.from_bytes(data[8:10], "little")
-            assert (10 + header_length) % 64 == 0
-            assert data[10 + header_length - 1 : 10 + header_length] == b"\n"
-
-
-def test_it_compresses_by_default_and_stores_when_asked(tmp_path: Path) -> None:
-    write_npz(tmp_path / "deflated.npz", some_arrays())
-    write_npz(tmp_path / "stored.npz", some_arrays(), compress=False)
-    with zipfile.ZipFile(tmp_path / "deflated.npz") as archive:
-        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
-    with zipfile.ZipFile(tmp_path / "stored.npz") as archive:
-        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
-
-
-@pytest.mark.parametrize("compress", [True, False])
-def test_numpy_reads_back_exactly_what_was_written(tmp_path: Path, compress: bool) -> None:
-    write_npz(tmp_path / "a.npz", some_arrays(), compress=compress)
-    with np.load(tmp_path / "a.npz") as loaded:
-        assert sorted(loaded.files) == sorted(some_arrays())
-        for key, array in some_arrays().items():
-            assert loaded[key].dtype == array.dtype
-            assert np.array_equal(loaded[key], array)
-
-
-def test_the_same_arrays_in_reversed_key_order_give_the_same_bytes(tmp_path: Path) -> None:
-    arrays = some_arrays()
-    write_npz(tmp_path / "forward.npz", arrays)
-    write_npz(tmp_path / "reversed.npz", dict(reversed(list(arrays.items()))))
-    assert (tmp_path / "forward.npz").read_bytes() == (tmp_path / "reversed.npz").read_bytes()
-
-
-def test_it_writes_big_endian_and_fortran_arrays_as_little_endian_c_order(
-    tmp_path: Path,
-) -> None:
-    values = np.arange(12.0).reshape(3, 4)
-    write_npz(
-        tmp_path / "a.npz", {"big": values.astype(">f8"), "fortran": np.asfortranarray(values)}
-    )
-    with zipfile.ZipFile(tmp_path / "a.npz") as archive:
-        for name in archive.namelist():
-            header = archive.read(name)[:128].decode("latin1")
-            assert "'descr': '<f8'" in header and "'fortran_order': False" in header
-    with np.load(tmp_path / "a.npz") as loaded:
-        assert np.array_equal(loaded["big"], values) and np.array_equal(loaded["fortran"], values)
-
-
-def test_it_returns_the_sha256_of_the_bytes_it_wrote(tmp_path: Path) -> None:
-    returned = write_npz(tmp_path / "a.npz", some_arrays())
-    assert returned == hashlib.sha256((tmp_path / "a.npz").read_bytes()).hexdigest()
-    assert file_sha256(tmp_path / "a.npz") == returned
-
-
-def test_it_refuses_to_write_python_objects_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    hostile = np.array([{"a": 1}, None], dtype=object)
-    with pytest.raises(ContractError, match="'notes' holds Python objects"):
-        write_npz(tmp_path / "a.npz", {"notes": hostile, "x": np.zeros(2)})
-    assert list(tmp_path.iterdir()) == []
-
-
-# ------------------------------------------------------------------------ digests
-
-
-def test_the_content_digest_follows_its_documented_definition() -> None:
-    arrays = some_arrays()
-    content, per_array = content_digests(arrays)
-    assert (content, per_array) == recompute_content_sha256(arrays)
-
-
-def test_the_content_digest_of_a_tiny_array_is_pinned() -> None:
-    assert content_digests({"a": np.arange(3, dtype="<i4")})[0] == TINY_CONTENT_SHA256
-
-
-@pytest.mark.parametrize(
-    "other",
-    [
-        {"a": np.arange(12, dtype=np.int32).reshape(4, 3)},
-        {"a": np.arange(12, dtype=np.int32).view(np.float32).reshape(3, 4)},
-        {"b": np.arange(12, dtype=np.int32).reshape(3, 4)},
-    ],
-    ids=["shape", "dtype", "key"],
-)
-def test_the_content_digest_sees_key_dtype_and_shape_not_only_the_bytes(
-    other: dict[str, NDArray[Any]],
-) -> None:
-    base = {"a": np.arange(12, dtype=np.int32).reshape(3, 4)}
-    assert other[next(iter(other))].tobytes() == base["a"].tobytes()
-    assert content_digests(other)[0] != content_digests(base)[0]
-
-
-def test_byte_order_and_memory_order_do_not_change_the_content_digest() -> None:
-    values = np.arange(20.0).reshape(4, 5)
-    plain = content_digests({"v": values})[0]
-    assert content_digests({"v": values.astype(">f8")})[0] == plain
-    assert content_digests({"v": np.asfortranarray(values)})[0] == plain
-
-
-def test_compressed_and_stored_files_have_the_same_content_digest(tmp_path: Path) -> None:
-    write_npz(tmp_path / "deflated.npz", some_arrays())
-    write_npz(tmp_path / "stored.npz", some_arrays(), compress=False)
-    deflated, stored = load_npz(tmp_path / "deflated.npz"), load_npz(tmp_path / "stored.npz")
-    assert file_sha256(tmp_path / "deflated.npz") != file_sha256(tmp_path / "stored.npz")
-    assert deflated.content_sha256 == stored.content_sha256
-    assert deflated.content_sha256 == recompute_content_sha256(some_arrays())[0]
-    assert deflated.array_sha256 == recompute_content_sha256(some_arrays())[1]
-
-
-def test_changing_one_element_changes_the_content_digest_and_that_arrays_digest() -> None:
-    arrays = some_arrays()
-    before = content_digests(arrays)
-    arrays["diffraction"] = arrays["diffraction"].copy()
-    arrays["diffraction"][36, 5, 4] = np.nextafter(arrays["diffraction"][36, 5, 4], np.float32(9))
-    after = content_digests(arrays)
-    assert after[0] != before[0]
-    assert [key for key in before[1] if before[1][key] != after[1][key]] == ["diffraction"]
 
 
 # ------------------------------------------------------------------------- reader
@@ -352,22 +188,6 @@ def test_any_small_array_dict_round_trips_with_the_same_content_digest(
     assert loaded.content_sha256 == recompute_content_sha256(arrays)[0]
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    array=_DTYPES.flatmap(
-        lambda dtype: hnp.arrays(dtype, hnp.array_shapes(max_dims=3, max_side=6))
-    ),
-    data=st.data(),
-)
-def test_changing_any_one_element_changes_the_digest(array: NDArray[Any], data: Any) -> None:
-    flat = data.draw(st.integers(0, array.size - 1))
-    bit = data.draw(st.integers(0, array.dtype.itemsize * 8 - 1))
-    changed = array.copy()
-    raw = changed.reshape(-1).view(np.uint8).reshape(array.size, array.dtype.itemsize)
-    raw[flat, bit // 8] ^= np.uint8(1 << (bit % 8))
-    assert content_digests({"a": changed})[0] != content_digests({"a": array})[0]
-
-
 @settings(max_examples=40, deadline=None)
 @given(
     shape=hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=9),
@@ -477,7 +297,7 @@ def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_deflated_members_are_inflated_by_isal_when_it_is_installed(inflater: str) -> None:
-    from pytest_ptycho_fixture.npzio import _inflater
+    from pytest_ptycho_fixture.npzread import _inflater
 
     decompressor, error = _inflater()
     expected = "isal" if inflater == "isal" else "zlib"
