@@ -58,6 +58,7 @@ import numpy as np
 import pytest_ptycho_fixture
 from pytest_ptycho_fixture import cache, spec, tensors
 from pytest_ptycho_fixture.generate import generate_fixture
+from pytest_ptycho_fixture.runrecord import StaleRecord
 
 PLUGIN_MODULE = "pytest_ptycho_fixture.plugin"
 FREE_TESTS, FREE_FILES = 200, 20
@@ -264,7 +265,7 @@ def numpy_baseline(path: Path) -> Callable[[], object]:
 def plugin_setup(fixture: spec.FixtureSpec, folder: Path) -> Callable[[], object]:
     def setup() -> object:
         # What the session fixtures build on first use and then ask of it.
-        fixtures = cache.FixtureCache(root=folder, folder=folder)
+        fixtures = cache.FixtureCache(root=folder, record=StaleRecord(folder, "bench"))
         verified = fixtures.get(fixture)
         return tensors.to_tensors(verified.arrays, "cpu")
 
@@ -293,7 +294,7 @@ def bench_warm_path(root: Path, repeats: int, profile: bool) -> tuple[list[Row],
 
     torch_s = time.perf_counter() - started
     baseline, ours = numpy_baseline(path), plugin_setup(fixture, folder)
-    first = cache.FixtureCache(root=folder, folder=folder).get(fixture)
+    first = cache.FixtureCache(root=folder, record=StaleRecord(folder, "bench")).get(fixture)
     if first.metadata["content_sha256"] != shipped["content_sha256"]:
         raise SystemExit("the generated default fixture does not match the shipped sidecar")
     ours(), baseline()  # warm up

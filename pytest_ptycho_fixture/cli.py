@@ -301,7 +301,8 @@ def _write_locked(
         with locking.holding(args.output, locking.DEFAULT_TIMEOUT, sweep, on_wait=waiting):
             return write_fixture(fixture, args.output, metadata_path, compress=args.compress)
     except locking.LockUnavailable as exc:
-        if exc.errno in locking.NOT_WRITABLE and not os.path.lexists(exc.path):
+        if exc.folder_not_writable:
+            assert exc.errno is not None
             raise _BadInput(
                 f"{args.output}: cannot create a file in {args.output.parent}:"
                 f" {os.strerror(exc.errno)} (its lock file {exc.path})"
@@ -312,6 +313,7 @@ def _write_locked(
 
 def _verify(args: argparse.Namespace) -> int:
     from .contract import validate_fixture
+    from .messages import digest_mismatch
     from .npzread import load_npz
     from .sidecar import default_sidecar_path, differing_arrays, read_sidecar
 
@@ -323,13 +325,9 @@ def _verify(args: argparse.Namespace) -> int:
         validate_fixture(args.path, loaded.arrays)
         print(f"OK {args.path}: content_sha256 {loaded.content_sha256} matches {sidecar_path}")
         return EXIT_OK
-    differ = differing_arrays(expected, loaded.array_sha256)
-    print(
-        f"MISMATCH {args.path}: content_sha256 expected {expected['content_sha256']}"
-        f" (from {sidecar_path}), got {loaded.content_sha256};"
-        f" arrays that differ: {', '.join(differ) or 'none (container only)'}",
-        file=sys.stderr,
-    )
+    differ = differing_arrays(expected, loaded.array_sha256, loaded.arrays)
+    mismatch = digest_mismatch(expected["content_sha256"], loaded.content_sha256, differ)
+    print(f"MISMATCH {args.path}: {mismatch}; sidecar {sidecar_path}", file=sys.stderr)
     return EXIT_MISMATCH
 
 

@@ -41,6 +41,11 @@ class LockUnavailable(Exception):
         self.waited = waited
         self.errno = errno
 
+    @property
+    def folder_not_writable(self) -> bool:
+        """The lock file is not there and cannot be created: its folder is read-only."""
+        return self.errno in NOT_WRITABLE and not os.path.lexists(self.path)
+
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
 

@@ -11,12 +11,11 @@ import the rest when first used.
 
 from __future__ import annotations
 
-import argparse
-import math
 import uuid
 from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, final
 
 import pytest
 
@@ -25,11 +24,16 @@ from .spec import (
     CACHE_FOLDER,
     DEFAULT_STRATEGY,
     DEFAULT_SUBSET,
-    LAYOUTS,
-    MIN_SUBSET,
-    STRATEGIES,
     FixtureSpec,
+    OptionError,
+    argparse_type,
+    cached_spec,
     main_spec,
+    parse_device,
+    parse_layout,
+    parse_seconds,
+    parse_strategy,
+    parse_subset_size,
     resolve_source,
     show,
     source_label,
@@ -38,75 +42,141 @@ from .spec import (
 from .stats import Stats
 
 if TYPE_CHECKING:
+    import os
+
     import torch
     from numpy.typing import NDArray
 
-    from . import cache, tensors
+    from .cache import FixtureCache, Verified
+    from .messages import FixtureError
+    from .tensors import PtychoTensors, SharedTensors
 
-SPEC = pytest.StashKey[FixtureSpec]()
-STATS = pytest.StashKey[Stats]()
-FOLDER = pytest.StashKey[Path]()
-RUN = pytest.StashKey[str]()
-#: Makes the fixture cache (:mod:`.cache`) when a fixture first needs it.
-MAKE_CACHE = pytest.StashKey[Callable[[], "cache.FixtureCache"]]()
-CACHE = pytest.StashKey["cache.FixtureCache"]()
-DEVICE_SPEC = pytest.StashKey[str]()
-DEVICES = pytest.StashKey[list[str]]()
-SHARED = pytest.StashKey["tensors.SharedTensors"]()
+_T = TypeVar("_T")
+
 #: Keys in pytest-xdist's ``workerinput`` / ``workeroutput``.
 RUN_ID = "ptycho_fixture_run"
 WORKER_STATS = "ptycho_fixture_stats"
 
 
-# -- options ------------------------------------------------------------------------
+# -- the run's state ------------------------------------------------------------------
 
 
-def _device(text: str) -> str:
-    try:
-        return devices.parse_device_spec(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _fail(error: FixtureError) -> NoReturn:
+    """Fail the test with the error's one line, no traceback (call it outside ``except``)."""
+    pytest.fail(str(error), pytrace=False)
 
 
-def _subset_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < MIN_SUBSET:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a subset size: expected a whole number >= {MIN_SUBSET}"
+@final
+@dataclass
+class RunState:
+    """What the plugin keeps for one run in one process, parsed once at configure time.
+
+    The fixture cache, the devices and the session tensors are made when first needed, so
+    that a run that uses no fixture imports neither numpy nor torch.
+    """
+
+    spec: FixtureSpec
+    #: The cache folder, where variants and the run's notes live.
+    folder: Path
+    root: Path
+    #: Shared by the processes of one run (the pytest-xdist controller hands it on).
+    run_id: str
+    #: ``workerid`` under pytest-xdist, else ``None``.
+    worker: str | None
+    device: str
+    lock_timeout: float
+    regen: bool
+    verify_source: bool
+    stats: Stats = field(default_factory=Stats)
+    _cache: FixtureCache | None = None
+    _devices: list[str] | None = None
+    _shared: SharedTensors | None = None
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> RunState:
+        workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+        pytest_cache = getattr(config, "cache", None)
+        folder = pytest_cache.mkdir(CACHE_FOLDER) if pytest_cache else user_cache_folder()
+        source = resolve_source(config.rootpath, _setting(config, "ptycho_fixture_source", _text))
+        spec = main_spec(
+            path=_path(config, config.getini("ptycho_fixture_path")),
+            sidecar=_path(config, config.getini("ptycho_fixture_metadata")),
+            source=source,
+            subset_size=_setting(config, "ptycho_fixture_subset_size", parse_subset_size),
+            strategy=_setting(config, "ptycho_fixture_subset_strategy", parse_strategy),
+            folder=folder,
+            layout=_setting(config, "ptycho_fixture_layout", parse_layout),
         )
-    return value
-
-
-def _strategy(text: str) -> str:
-    if text not in STRATEGIES:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a subset strategy: expected {' or '.join(STRATEGIES)}"
+        return cls(
+            spec=spec,
+            folder=folder,
+            root=config.rootpath,
+            run_id=workerinput.get(RUN_ID) or uuid.uuid4().hex,
+            worker=workerinput.get("workerid"),
+            device=_setting(config, "ptycho_device", parse_device),
+            lock_timeout=_setting(config, "ptycho_fixture_lock_timeout", parse_seconds),
+            regen=bool(config.getoption("regen_fixture")),
+            verify_source=bool(config.getini("ptycho_fixture_verify_source")),
         )
-    return text
+
+    @property
+    def cache(self) -> FixtureCache:
+        """The fixture cache of this process, made on first use."""
+        if self._cache is None:
+            from .cache import FixtureCache
+            from .runrecord import StaleRecord
+
+            self._cache = FixtureCache(
+                lock_timeout=self.lock_timeout,
+                worker=self.worker or "main",
+                run_id=self.run_id,
+                regen=self.regen,
+                verify_source=self.verify_source,
+                root=self.root,
+                record=StaleRecord(self.folder, self.run_id),
+                stats=self.stats,
+            )
+        return self._cache
+
+    def verified(self, spec: FixtureSpec | None = None) -> Verified:
+        """The verified fixture (the configured one by default); an error fails the test."""
+        from .messages import FixtureError
+
+        try:
+            return self.cache.get(spec or self.spec)
+        except FixtureError as exc:
+            error = exc
+        _fail(error)  # outside the except: the line alone, not chained to the error
+
+    @property
+    def devices(self) -> list[str]:
+        """The devices of this process: one, or every available one for ``all``."""
+        if self._devices is None:
+            self._devices = devices.worker_device(self.worker, self.device, devices.cuda_count())
+        return self._devices
+
+    @property
+    def shared_if_made(self) -> SharedTensors | None:
+        """The session tensors if a test has used them, else ``None``."""
+        return self._shared
+
+    @property
+    def shared(self) -> SharedTensors:
+        """The session tensors of this process, with their guard, made on first use."""
+        if self._shared is None:
+            from .tensors import SharedTensors
+
+            spec = self.spec
+            self._shared = SharedTensors(
+                reload=lambda: self.cache.reload(spec), fixture=show(self.root, spec.path)
+            )
+        return self._shared
 
 
-def _layout(text: str) -> str:
-    if text.strip() not in ("", *LAYOUTS):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a layout: expected {' or '.join(LAYOUTS)} (or nothing, to decide"
-            " it from the number of coordinates)"
-        )
-    return text.strip()
+STATE = pytest.StashKey[RunState]()
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a lock timeout: expected a number of seconds >= 0"
-        )
-    return value
+# -- options --------------------------------------------------------------------------
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -119,7 +189,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--ptycho-device",
-        type=_device,
+        type=argparse_type(parse_device, "--ptycho-device"),
         metavar="DEVICE",
         help="device of ptycho_device and ptycho_tensors: auto (CUDA if available, else"
         " CPU), cpu, cuda, cuda:N, or all (parametrize over every available device)."
@@ -134,7 +204,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--ptycho-fixture-lock-timeout",
-        type=_seconds,
+        type=argparse_type(parse_seconds, "--ptycho-fixture-lock-timeout"),
         metavar="SECONDS",
         help="how long to wait for another process generating the fixture."
         " Overrides the ptycho_fixture_lock_timeout ini option (default 600)",
@@ -193,17 +263,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _setting(config: pytest.Config, name: str, parse: Callable[[str], Any]) -> Any:
-    """The command-line value of ``name`` if given, else its checked ini value."""
-    value = config.getoption(name, default=None)
+def _text(text: str, option: str) -> str:
+    return text
+
+
+def _setting(config: pytest.Config, name: str, parse: Callable[[str, str], _T]) -> _T:
+    """The command-line value of ``name`` if given, else its ini value, parsed by ``parse``."""
+    value: _T | None = config.getoption(name, default=None)
     if value is not None:
         return value
-    text = config.getini(name)
+    where = f" in {config.inipath.name}" if config.inipath else ""
     try:
-        return parse(text)
-    except argparse.ArgumentTypeError as exc:
-        where = f" in {config.inipath.name}" if config.inipath else ""
-        raise pytest.UsageError(f"ini option {name}{where}: {exc}") from None
+        return parse(config.getini(name), f"ini option {name}{where}")
+    except OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _path(config: pytest.Config, text: str) -> Path | None:
@@ -217,146 +290,84 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "cuda: the test needs a CUDA device; skipped with the reason where there is none"
     )
-    workerinput: dict[str, Any] = getattr(config, "workerinput", {})
-    pytest_cache = getattr(config, "cache", None)
-    folder = pytest_cache.mkdir(CACHE_FOLDER) if pytest_cache else user_cache_folder()
-    source = resolve_source(config.rootpath, _setting(config, "ptycho_fixture_source", str))
-    config.stash[SPEC] = main_spec(
-        path=_path(config, config.getini("ptycho_fixture_path")),
-        sidecar=_path(config, config.getini("ptycho_fixture_metadata")),
-        source=source,
-        subset_size=_setting(config, "ptycho_fixture_subset_size", _subset_size),
-        strategy=_setting(config, "ptycho_fixture_subset_strategy", _strategy),
-        folder=folder,
-        layout=_setting(config, "ptycho_fixture_layout", _layout) or None,
-    )
-    config.stash[STATS] = stats = Stats()
-    config.stash[FOLDER] = folder
-    config.stash[RUN] = run_id = workerinput.get(RUN_ID) or uuid.uuid4().hex
-    lock_timeout = _setting(config, "ptycho_fixture_lock_timeout", _seconds)
-    verify_source = bool(config.getini("ptycho_fixture_verify_source"))
-
-    def make_cache() -> cache.FixtureCache:
-        from .cache import FixtureCache
-
-        return FixtureCache(
-            lock_timeout=lock_timeout,
-            worker=workerinput.get("workerid", "main"),
-            run_id=run_id,
-            regen=config.getoption("regen_fixture"),
-            verify_source=verify_source,
-            root=config.rootpath,
-            folder=folder,
-            stats=stats,
-        )
-
-    config.stash[MAKE_CACHE] = make_cache
-    config.stash[DEVICE_SPEC] = _setting(config, "ptycho_device", _device)
-    if not workerinput:
-        _check_explicit_requests(config)
+    config.stash[STATE] = state = RunState.from_config(config)
+    if state.worker is None:
+        _check_explicit_requests(config, state)
 
 
-def _cache(config: pytest.Config) -> cache.FixtureCache:
-    """The fixture cache of this process, made on first use."""
-    if CACHE not in config.stash:
-        config.stash[CACHE] = config.stash[MAKE_CACHE]()
-    return config.stash[CACHE]
-
-
-def _shared(config: pytest.Config) -> tensors.SharedTensors:
-    """The session tensors of this process, with their guard, made on first use."""
-    if SHARED not in config.stash:
-        from .tensors import SharedTensors
-
-        spec = config.stash[SPEC]
-        config.stash[SHARED] = SharedTensors(
-            reload=lambda: _cache(config).reload(spec), fixture=show(config.rootpath, spec.path)
-        )
-    return config.stash[SHARED]
-
-
-def _check_explicit_requests(config: pytest.Config) -> None:
+def _check_explicit_requests(config: pytest.Config, state: RunState) -> None:
     """Refuse, at start-up, requests that cannot be honoured."""
-    device = config.stash[DEVICE_SPEC]
-    if device.startswith("cuda"):
+    if state.device.startswith("cuda"):
         try:
-            devices.check_available(device)
+            devices.check_available(state.device)
         except devices.DeviceUnavailable as exc:
             origin = "--ptycho-device" if config.getoption("ptycho_device") else "ptycho_device"
             raise pytest.UsageError(f"{origin}: {exc}") from None
-    spec = config.stash[SPEC]
-    if config.getoption("regen_fixture") and spec.shipped:
+    if state.regen and state.spec.shipped:
         raise pytest.UsageError(
             f"--regen-fixture would rewrite the sidecar shipped inside pytest-ptycho-fixture"
-            f" ({spec.sidecar}); set the ptycho_fixture_path ini option (its sidecar is the"
-            " same path with .json) or ptycho_fixture_metadata to keep a sidecar in your"
+            f" ({state.spec.sidecar}); set the ptycho_fixture_path ini option (its sidecar is"
+            " the same path with .json) or ptycho_fixture_metadata to keep a sidecar in your"
             " project"
         )
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    spec, root = config.stash[SPEC], config.rootpath
+    state = config.stash[STATE]
+    spec, root = state.spec, state.root
     kind = " (shipped)" if spec.shipped else "" if spec.committed else " (made with the fixture)"
     return (
         f"ptycho-fixture: {show(root, spec.path)}, sidecar {show(root, spec.sidecar)}"
         f"{kind}, source {source_label(root, spec)}"
         f" ({spec.subset_size} positions, {spec.strategy}),"
-        f" device {devices.header_device(config.stash[DEVICE_SPEC])}"
+        f" device {devices.header_device(state.device)}"
     )
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     # Before pytest-xdist starts workers (its hook runs last), so they only verify.
-    config = session.config
-    if config.getoption("regen_fixture") and not hasattr(config, "workerinput"):
-        from .cache import FixtureError
+    state = session.config.stash[STATE]
+    if state.regen and state.worker is None:
+        from .messages import FixtureError
 
         try:
-            _cache(config).regenerate(config.stash[SPEC])
+            state.cache.regenerate(state.spec)
         except FixtureError as exc:
             raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    node.workerinput[RUN_ID] = node.config.stash[RUN]
+    node.workerinput[RUN_ID] = node.config.stash[STATE].run_id
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
     stats = getattr(node, "workeroutput", {}).get(WORKER_STATS)
     if stats is not None:
-        node.config.stash[STATS].merge(stats)
+        node.config.stash[STATE].stats.merge(stats)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
-        workeroutput[WORKER_STATS] = session.config.stash[STATS].to_dict()
+        workeroutput[WORKER_STATS] = session.config.stash[STATE].stats.to_dict()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    for line in config.stash[STATS].summary():
+    for line in config.stash[STATE].stats.summary():
         terminalreporter.write_line(line)
 
 
 # -- devices and the shared-tensor guard ------------------------------------------
 
 
-def _devices(config: pytest.Config) -> list[str]:
-    if DEVICES not in config.stash:
-        worker = getattr(config, "workerinput", {}).get("workerid")
-        spec = config.stash[DEVICE_SPEC]
-        config.stash[DEVICES] = devices.worker_device(worker, spec, devices.cuda_count())
-    return config.stash[DEVICES]
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    config = metafunc.config
-    if "ptycho_device" in metafunc.fixturenames and config.stash[DEVICE_SPEC] == "all":
-        devices = _devices(config)
-        metafunc.parametrize("ptycho_device", devices, ids=devices, indirect=True, scope="session")
+    state = metafunc.config.stash[STATE]
+    if "ptycho_device" in metafunc.fixturenames and state.device == "all":
+        chosen = state.devices
+        metafunc.parametrize("ptycho_device", chosen, ids=chosen, indirect=True, scope="session")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -368,10 +379,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _guard(item: pytest.Item) -> None:
-    shared = item.config.stash.get(SHARED, None)
+    shared = item.config.stash[STATE].shared_if_made
     if shared is None:
         return
-    from .cache import FixtureError
+    from .messages import FixtureError
 
     try:
         message = shared.check(item.nodeid)
@@ -400,41 +411,38 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object
 # -- fixtures -------------------------------------------------------------------------
 
 
-def _verified(config: pytest.Config) -> cache.Verified:
-    return _cache(config).get_or_fail(config.stash[SPEC])
-
-
 @pytest.fixture(scope="session")
 def ptycho_fixture_path(request: pytest.FixtureRequest) -> Path:
     """Path to the fixture NPZ, verified against its sidecar (generated on first use).
 
     Configure it with the ``ptycho_fixture_*`` ini options; see ``pytest --help``.
     """
-    return _verified(request.config).spec.path
+    return request.config.stash[STATE].verified().spec.path
 
 
 @pytest.fixture(scope="session")
 def ptycho_metadata(request: pytest.FixtureRequest) -> Mapping[str, Any]:
     """The fixture's sidecar (digests, source, subset, transformations), read-only."""
-    return _verified(request.config).metadata
+    return request.config.stash[STATE].verified().metadata
 
 
 @pytest.fixture(scope="session")
 def ptycho_arrays(request: pytest.FixtureRequest) -> Mapping[str, NDArray[Any]]:
     """The fixture's arrays by key (``diffraction``, ``probeGuess``, ...), read-only numpy."""
-    return _verified(request.config).arrays
+    return request.config.stash[STATE].verified().arrays
 
 
 @pytest.fixture(scope="session")
 def ptycho_device(request: pytest.FixtureRequest) -> torch.device:
     """The selected ``torch.device`` (``--ptycho-device``; ``all`` parametrizes over each)."""
-    device = getattr(request, "param", None) or _devices(request.config)[0]
+    state = request.config.stash[STATE]
+    device = getattr(request, "param", None) or state.devices[0]
     try:
         chosen = devices.torch_device(device)
     except devices.TorchMissing as exc:
         message = f"ptycho-fixture: {exc}"
     else:
-        request.config.stash[STATS].note_device(devices.describe_device(device))
+        state.stats.note_device(devices.describe_device(device))
         return chosen
     pytest.fail(message, pytrace=False)
 
@@ -442,7 +450,7 @@ def ptycho_device(request: pytest.FixtureRequest) -> torch.device:
 @pytest.fixture(scope="session")
 def ptycho_tensors(
     request: pytest.FixtureRequest, ptycho_device: torch.device
-) -> tensors.PtychoTensors:
+) -> PtychoTensors:
     """The fixture as tensors on ``ptycho_device``, shared by every test: do not modify.
 
     ``diffraction`` (N, H, W) float32, ``probe`` and ``object`` complex64, ``coords``
@@ -450,25 +458,59 @@ def ptycho_tensors(
     (``None`` when absent). A test that modifies one in place fails, and the tensors are
     restored for the next tests; use ``ptycho_batch`` for a copy you may modify.
     """
-    arrays = _verified(request.config).arrays
-    return _shared(request.config).get(arrays, str(ptycho_device))
+    state = request.config.stash[STATE]
+    return state.shared.get(state.verified().arrays, str(ptycho_device))
 
 
 @pytest.fixture
-def ptycho_batch(ptycho_tensors: tensors.PtychoTensors) -> tensors.PtychoTensors:
+def ptycho_batch(ptycho_tensors: PtychoTensors) -> PtychoTensors:
     """A private copy of ``ptycho_tensors`` for one test, which it may modify freely."""
     return ptycho_tensors.clone()
 
 
+@final
+@dataclass(frozen=True)
+class Factory:
+    """``factory(subset_size=, strategy=, source=, layout=) -> Path`` to a verified variant.
+
+    Omitted arguments take the configured values; ``source`` is resolved against the
+    rootdir, and ``"builtin"`` is the built-in scan. Each argument is parsed as its ini
+    option is, and a refused one fails the test with one line.
+    """
+
+    state: RunState
+
+    def __call__(
+        self,
+        subset_size: int | None = None,
+        strategy: str | None = None,
+        source: str | os.PathLike[str] | None = None,
+        layout: str | None = None,
+    ) -> Path:
+        state, defaults = self.state, self.state.spec
+        try:
+            spec = cached_spec(
+                state.folder,
+                defaults.source if source is None else resolve_source(state.root, source),
+                defaults.subset_size
+                if subset_size is None
+                else parse_subset_size(subset_size, "subset_size"),
+                defaults.strategy if strategy is None else parse_strategy(strategy, "strategy"),
+                defaults.layout if layout is None else parse_layout(layout, "layout"),
+            )
+        except OptionError as exc:
+            refused = exc
+        else:
+            return state.verified(spec).spec.path
+        pytest.fail(f"ptycho_fixture_factory: {refused}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
-def ptycho_fixture_factory(request: pytest.FixtureRequest) -> cache.Factory:
-    """``factory(subset_size=..., strategy=..., source=...) -> Path`` for other variants.
+def ptycho_fixture_factory(request: pytest.FixtureRequest) -> Factory:
+    """``factory(subset_size=..., strategy=..., source=..., layout=...) -> Path``: variants.
 
     Omitted arguments take the configured values; ``source="builtin"`` is the built-in
     scan. Each variant is generated once into the cache folder, named by a hash of its
     parameters, and verified against the sidecar generated with it.
     """
-    from .cache import Factory
-
-    config = request.config
-    return Factory(_cache(config), config.stash[FOLDER], config.stash[SPEC], config.rootpath)
+    return Factory(request.config.stash[STATE])

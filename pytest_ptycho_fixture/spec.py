@@ -227,17 +227,37 @@ class FixtureSpec:
         return self.sidecar == SHIPPED_SIDECAR
 
 
-def parameters_key(source: Path | None, subset_size: int, strategy: str) -> str:
-    """A short hash naming a fixture variant in the cache folder."""
-    text = json.dumps([str(source) if source else BUILTIN_SOURCE, subset_size, strategy])
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+def parameters_key(
+    source: Path | None, subset_size: int, strategy: str, layout: str | None = None
+) -> str:
+    """A short hash naming a fixture variant in the cache folder.
+
+    A layout is part of it only when one is given, so that the names of variants whose
+    layout is decided from the coordinates stay what they were.
+    """
+    fields: list[object] = [str(source) if source else BUILTIN_SOURCE, subset_size, strategy]
+    if layout is not None:
+        fields.append(layout)
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:12]
 
 
-def cached_spec(folder: Path, source: Path | None, subset_size: int, strategy: str) -> FixtureSpec:
-    """A variant kept in the cache folder with its own sidecar, made on first use."""
-    name = f"{FIXTURE_NAME}-{parameters_key(source, subset_size, strategy)}"
+def cached_spec(
+    folder: Path,
+    source: Path | None,
+    subset_size: int,
+    strategy: str,
+    layout: str | None = None,
+) -> FixtureSpec:
+    """A variant kept in the cache folder with its own sidecar, made on first use.
+
+    The built-in source has one layout, so ``layout`` counts only for a source file.
+    """
+    layout = layout if source is not None else None
+    name = f"{FIXTURE_NAME}-{parameters_key(source, subset_size, strategy, layout)}"
     path = folder / f"{name}.npz"
-    return FixtureSpec(path, path.with_suffix(".json"), source, subset_size, strategy, False)
+    return FixtureSpec(
+        path, path.with_suffix(".json"), source, subset_size, strategy, False, layout
+    )
 
 
 def main_spec(
@@ -254,19 +274,18 @@ def main_spec(
 
     With no path configured the NPZ lives in ``folder``. Its sidecar is then the one shipped
     in the package when source, subset size and strategy are the defaults, else (unless
-    ``sidecar`` is configured) one made with the NPZ in ``folder``.
+    ``sidecar`` is configured) one made with the NPZ in ``folder``. The built-in source
+    has one layout, so ``layout`` counts only for a source file.
     """
+    layout = layout if source is not None else None
     if path is not None:
         sidecar = sidecar or path.with_suffix(".json")
-        spec = FixtureSpec(path, sidecar, source, subset_size, strategy, True)
-    elif source is None and subset_size == DEFAULT_SUBSET and strategy == DEFAULT_STRATEGY:
+        return FixtureSpec(path, sidecar, source, subset_size, strategy, True, layout)
+    if source is None and subset_size == DEFAULT_SUBSET and strategy == DEFAULT_STRATEGY:
         path = folder / f"{FIXTURE_NAME}.npz"
-        spec = FixtureSpec(path, sidecar or SHIPPED_SIDECAR, source, subset_size, strategy, True)
-    else:
-        spec = cached_spec(folder, source, subset_size, strategy)
-        if sidecar is not None:
-            spec = replace(spec, sidecar=sidecar, committed=True)
-    return replace(spec, layout=layout) if source is not None else spec
+        return FixtureSpec(path, sidecar or SHIPPED_SIDECAR, source, subset_size, strategy)
+    spec = cached_spec(folder, source, subset_size, strategy, layout)
+    return spec if sidecar is None else replace(spec, sidecar=sidecar, committed=True)
 
 
 def resolve_source(root: Path, source: str | os.PathLike[str] | None) -> Path | None:

@@ -9,8 +9,10 @@ from pathlib import Path
 import filelock
 import pytest
 
-from pytest_ptycho_fixture.cache import FixtureCache, FixtureError
+from pytest_ptycho_fixture.cache import FixtureCache
 from pytest_ptycho_fixture.generate import generate_fixture
+from pytest_ptycho_fixture.messages import FixtureError
+from pytest_ptycho_fixture.runrecord import StaleRecord
 from pytest_ptycho_fixture.spec import (
     SHIPPED_SIDECAR,
     FixtureSpec,
@@ -88,14 +90,14 @@ def test_a_stale_fixture_is_regenerated_once_per_run(tmp_path: Path) -> None:
     stale = _committed(tmp_path, subset_size=32)
     spec = FixtureSpec(stale.path, stale.sidecar, subset_size=64)
     records = tmp_path / "cache"
-    first, second = (FixtureCache(run_id="run-a", folder=records) for _ in range(2))
+    first, second = (FixtureCache(record=StaleRecord(records, "run-a")) for _ in range(2))
     with pytest.raises(FixtureError) as failure:
         first.get(spec)
     with pytest.raises(FixtureError) as again:
         second.get(spec)
     assert str(again.value) == str(failure.value)
     assert len(first.stats.generations) == 1 and second.stats.generations == []
-    later = FixtureCache(run_id="run-b", folder=records)
+    later = FixtureCache(record=StaleRecord(records, "run-b"))
     with pytest.raises(FixtureError):
         later.get(spec)
     assert len(later.stats.generations) == 1

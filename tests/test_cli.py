@@ -516,7 +516,7 @@ def test_ctrl_c_while_a_command_works_exits_130_with_one_line_and_leaves_nothing
     request: pytest.FixtureRequest, out: Path, command: str, entry: str
 ) -> None:
     if command == "simulate":
-        # 20000 patterns take seconds; the bar appears after the first 128.
+        # 20000 patterns take seconds; the bar appears once the first batch is done.
         args: list[object] = ["simulate", "--positions", "20000", "--output", out / "s.npz"]
         started = "simulating"
     else:

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from processes import content_digest, temporary_files
 
-from pytest_ptycho_fixture.cache import FixtureCache, FixtureError
+from pytest_ptycho_fixture.cache import FixtureCache
 from pytest_ptycho_fixture.generate import generate_fixture
+from pytest_ptycho_fixture.messages import FixtureError
 from pytest_ptycho_fixture.npzread import load_npz
 from pytest_ptycho_fixture.npzwrite import write_npz_to
 from pytest_ptycho_fixture.spec import SHIPPED_SIDECAR, FixtureSpec, main_spec
@@ -385,7 +386,7 @@ HAND_EDITED = (
             (
                 (
                     "the fixture generated from builtin:synthetic-run1084 does not match the"
-                    " committed sidecar {sidecar}: arrays that differ: diff3d (expected"
+                    " committed sidecar {sidecar}: content_sha256 expected"
                 ),
                 (
                     "The generator or the source changed; if that is intended, run pytest"

@@ -27,8 +27,9 @@ from processes import (
     temporary_files,
 )
 
-from pytest_ptycho_fixture.cache import FixtureCache, FixtureError
+from pytest_ptycho_fixture.cache import FixtureCache
 from pytest_ptycho_fixture.generate import generate_fixture
+from pytest_ptycho_fixture.messages import FixtureError
 from pytest_ptycho_fixture.spec import FixtureSpec, main_spec
 
 PRECIOUS = b"someone else's data, never to be truncated or overwritten\n"

@@ -21,7 +21,8 @@ from helpers import (
 )
 from processes import PYTEST, USES_THE_FIXTURE
 
-from pytest_ptycho_fixture.cache import FixtureCache, FixtureError
+from pytest_ptycho_fixture.cache import FixtureCache
+from pytest_ptycho_fixture.messages import FixtureError
 from pytest_ptycho_fixture.spec import cached_spec
 
 #: The cache is asked with no layout (an ambiguous source is still refused, naming the

@@ -12,10 +12,11 @@ import textwrap
 from pathlib import Path
 
 import filelock
+import numpy as np
 import pytest
 import torch
 
-from pytest_ptycho_fixture import digests, generate, npzread, npzwrite, simulate
+from pytest_ptycho_fixture import digests, generate, npzread, npzwrite, plugin, simulate
 
 pytest_plugins = ["pytester"]
 
@@ -164,24 +165,6 @@ def test_it_can_be_disabled(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'ptycho_fixture_path' not found*"])
     assert "ptycho-fixture:" not in result.stdout.str()
-
-
-def test_it_registers_its_marker_for_strict_markers(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.cuda
-        def test_on_a_gpu():
-            pass
-        """
-    )
-    result = pytester.runpytest("--strict-markers", "-rs")
-    if torch.cuda.is_available():
-        result.assert_outcomes(passed=1)
-    else:
-        result.assert_outcomes(skipped=1)
-        result.stdout.fnmatch_lines(["SKIPPED * needs a CUDA device: torch * CUDA*"])
 
 
 def test_its_fixtures_are_documented(pytester: pytest.Pytester) -> None:
@@ -339,10 +322,10 @@ def test_it_fails_with_the_differing_arrays_when_the_generator_output_changed(
         [
             (
                 "*the fixture generated from builtin:synthetic-run1084 does not match the committed"
-                f" sidecar {SIDECAR}: arrays that differ: diff3d (expected *, got *), diffraction"
-                f" (expected *content_sha256 expected {expected}, got *. The generator or the"
-                f" source changed; if that is intended, run pytest --regen-fixture and commit"
-                f" {SIDECAR}"
+                f" sidecar {SIDECAR}: content_sha256 expected {expected}, got *; arrays that"
+                " differ: diff3d (shape (64, 64, 64), the sidecar says (32, 64, 64); expected *,"
+                " got *), diffraction (*. The generator or the source changed; if that is"
+                f" intended, run pytest --regen-fixture and commit {SIDECAR}"
             )
         ]
     )
@@ -546,7 +529,7 @@ def test_a_test_that_modifies_the_shared_tensors_fails_and_the_next_sees_pristin
             assert torch.equal(ptycho_tensors.diffraction.cpu(), expected)
         """
     )
-    result = pytester.runpytest("-p", "no:randomly")
+    result = pytester.runpytest()
     result.assert_outcomes(passed=3, failed=1)
     device = "cuda:0" if torch.cuda.is_available() else "cpu"
     result.stdout.fnmatch_lines(
@@ -578,88 +561,6 @@ def test_it_hands_out_read_only_arrays_and_metadata(pytester: pytest.Pytester) -
         """
     )
     pytester.runpytest().assert_outcomes(passed=1)
-
-
-def test_it_selects_the_device_asked_for(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        """
-        import torch
-
-        def test_device(ptycho_device, ptycho_tensors):
-            assert ptycho_device == torch.device("cpu")
-            assert ptycho_tensors.diffraction.device == ptycho_device
-        """
-    )
-    result = pytester.runpytest("--ptycho-device", "cpu")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["ptycho-fixture: *, device cpu"])
-
-
-def test_without_torch_the_arrays_work_and_the_tensors_say_how_to_install_it(
-    pytester: pytest.Pytester,
-) -> None:
-    # torch is an optional dependency: None in sys.modules makes its import fail.
-    pytester.makeconftest("import sys\nsys.modules['torch'] = None\n")
-    pytester.makepyfile(
-        """
-        import pytest
-
-        def test_arrays(ptycho_arrays):
-            assert ptycho_arrays["diffraction"].shape == (64, 64, 64)
-
-        def test_tensors(ptycho_tensors):
-            pass
-
-        @pytest.mark.cuda
-        def test_on_a_gpu():
-            pass
-        """
-    )
-    result = pytester.runpytest_subprocess("-rs")
-    result.assert_outcomes(passed=1, errors=1, skipped=1)
-    result.stdout.fnmatch_lines(
-        [
-            "*ptycho-fixture: ptycho_device needs torch, which is not installed: pip install *"
-            + "torch (or pip install pytest-ptycho-fixture[[]torch])",
-            "*needs a CUDA device: torch is not installed*",
-        ]
-    )
-    result.stdout.no_fnmatch_line("*Traceback*")
-
-
-def test_auto_picks_cuda_where_there_is_one_and_the_cpu_elsewhere(
-    pytester: pytest.Pytester,
-) -> None:
-    expected = "cuda:0" if torch.cuda.is_available() else "cpu"
-    pytester.makepyfile(
-        f"""
-        def test_device(ptycho_device, ptycho_tensors):
-            assert str(ptycho_device) == {expected!r}
-            assert ptycho_tensors.diffraction.device == ptycho_device
-        """
-    )
-    result = pytester.runpytest()
-    result.assert_outcomes(passed=1)
-    # The summary names the GPU it ran on.
-    named = f"cuda:0 ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
-    result.stdout.fnmatch_lines([f"ptycho-fixture: *, device {named}"])
-
-
-def test_all_devices_parametrize_the_tests_that_use_them(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        """
-        def test_x(ptycho_tensors, ptycho_device):
-            assert ptycho_tensors.diffraction.device == ptycho_device
-
-        def test_without_a_device():
-            pass
-        """
-    )
-    result = pytester.runpytest("--ptycho-device", "all", "-v")
-    devices = ["cpu", *(f"cuda:{k}" for k in range(torch.cuda.device_count()))]
-    result.assert_outcomes(passed=len(devices) + 1)
-    result.stdout.fnmatch_lines([f"*::test_x[[]{device}[]] PASSED*" for device in devices])
-    result.stdout.fnmatch_lines(["*::test_without_a_device PASSED*"])
 
 
 @pytest.mark.parametrize(
@@ -704,27 +605,6 @@ def test_a_bad_option_value_is_a_usage_error_naming_the_option(
     result.stderr.fnmatch_lines([message])
 
 
-def test_an_explicit_gpu_that_is_not_there_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    missing = f"cuda:{torch.cuda.device_count()}"
-    result = pytester.runpytest("--ptycho-device", missing)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
-        [f"ERROR: --ptycho-device: {missing} requested but * visible*; use auto or cpu instead"]
-    )
-
-
-def test_cuda_without_a_gpu_is_a_usage_error_not_a_skip(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # No GPU is visible to the run, also on a machine that has one.
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    result = pytester.runpytest_subprocess("--ptycho-device", "cuda")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
-        ["ERROR: --ptycho-device: cuda requested but no CUDA device is visible (torch *)*"]
-    )
-
-
 def test_the_factory_makes_and_caches_variants(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -745,3 +625,59 @@ def test_the_factory_makes_and_caches_variants(pytester: pytest.Pytester) -> Non
     second = pytester.runpytest()
     second.assert_outcomes(passed=1)
     second.stdout.fnmatch_lines(["ptycho-fixture: 0 generations, 2 verifications*"])
+
+
+def test_the_factory_builds_variants_of_an_ambiguous_source_in_the_layout_asked_for(
+    pytester: pytest.Pytester,
+) -> None:
+    # 64 positions on a 64x64 detector: (64, 64, 64) reads as (H, W, N) and as (N, H, W).
+    (pytester.path / "datasets").mkdir()
+    scan = simulate.simulate_source(positions=64, layout="HWN")
+    npzwrite.write_npz(pytester.path / SOURCE, scan)
+    hwn = np.ascontiguousarray(np.moveaxis(scan["diffraction"], 2, 0))
+    # stratified keeps floor(i * N / n): every other pattern of the 64.
+    np.save(pytester.path / "hwn.npy", hwn[(np.arange(32) * 64) // 32].astype(np.float32))
+    pytester.makepyfile(
+        f"""
+        import json
+
+        import numpy as np
+        import pytest
+
+        SOURCE = {SOURCE!r}
+
+        def test_each_layout_is_a_variant_of_its_own(ptycho_fixture_factory):
+            hwn = ptycho_fixture_factory(subset_size=32, source=SOURCE, layout="HWN")
+            nhw = ptycho_fixture_factory(subset_size=32, source=SOURCE, layout="NHW")
+            assert hwn != nhw
+            assert json.loads(hwn.with_suffix(".json").read_text())["source_layout"] == "HWN"
+            assert json.loads(nhw.with_suffix(".json").read_text())["source_layout"] == "NHW"
+            with np.load(hwn) as a, np.load(nhw) as b:
+                assert np.array_equal(a["diffraction"], np.load("hwn.npy"))
+                assert not np.array_equal(a["diffraction"], b["diffraction"])
+
+        def test_without_a_layout_it_fails_with_the_ambiguity(ptycho_fixture_factory):
+            ptycho_fixture_factory(subset_size=32, source=SOURCE)
+
+        def test_a_bad_layout_fails_naming_the_argument(ptycho_fixture_factory):
+            ptycho_fixture_factory(source=SOURCE, layout="WHN")
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*'diffraction' has shape (64, 64, 64) and 64 positions match both axis 0 and axis 2;*",
+            (
+                "*ptycho_fixture_factory: layout: 'WHN' is not a layout: expected HWN or NHW (or"
+                " nothing, to decide it from the number of coordinates)"
+            ),
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert generations(result.stdout.str()) == 2
+
+
+def test_the_plugin_keeps_its_state_under_one_stash_key() -> None:
+    keys = [name for name, value in vars(plugin).items() if isinstance(value, pytest.StashKey)]
+    assert keys == ["STATE"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import itertools
 import os
 import subprocess
 import sys
@@ -402,6 +403,33 @@ def test_results_are_bit_identical_with_simd_dispatch_disabled() -> None:
     baseline = _digest_in_subprocess({"NPY_DISABLE_CPU_FEATURES": " ".join(features)})
     assert len(normal) == 64
     assert baseline == normal
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_forward_reports_growing_counts_to_the_total_and_the_same_amplitudes_on_any_core_count(
+    monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    positions = 300
+    scan = synthetic_scan(positions)
+    plain: NDArray[np.float64] = forward(scan.probe, scan.object, scan.xcoords, scan.ycoords)
+    # The batches follow the threads there are (one per core, up to eight).
+    monkeypatch.setattr(simulate, "WORKERS", threads)
+    reports: list[tuple[int, int]] = []
+    reported = forward(
+        scan.probe,
+        scan.object,
+        scan.xcoords,
+        scan.ycoords,
+        progress=lambda done, total: reports.append((done, total)),
+    )
+    assert {total for _, total in reports} == {positions}
+    # Batches may finish in any order (they run in threads); the count only grows, to the
+    # total, one batch at a time: never pattern by pattern.
+    done = [seen for seen, _ in reports]
+    assert done[0] > 0 and all(a < b for a, b in itertools.pairwise(done))
+    assert done[-1] == positions
+    assert len(reports) < positions
+    assert reported.tobytes() == plain.tobytes()
 
 
 def test_a_failing_batch_is_raised_after_the_threads_stop_and_no_new_batch_starts(

@@ -1,4 +1,6 @@
-"""Tests of device selection, the handoff to torch and the shared-tensor guard."""
+"""Tests of the handoff to torch (dtypes, shapes, devices) and the shared-tensor guard.
+
+Choosing the device is tested in test_devices.py."""
 
 from __future__ import annotations
 
@@ -11,70 +13,9 @@ import pytest
 import torch
 from numpy.typing import NDArray
 
-from pytest_ptycho_fixture import devices, tensors
-from pytest_ptycho_fixture.devices import DeviceUnavailable, parse_device_spec, worker_device
+from pytest_ptycho_fixture import tensors
+from pytest_ptycho_fixture.devices import worker_device
 from pytest_ptycho_fixture.tensors import PtychoTensors, SharedTensors, to_tensors
-
-
-@pytest.mark.parametrize(
-    ("worker", "spec", "count", "expected"),
-    [
-        (None, "auto", 0, ["cpu"]),
-        ("gw3", "auto", 0, ["cpu"]),
-        (None, "auto", 2, ["cuda:0"]),
-        ("gw0", "auto", 4, ["cuda:0"]),
-        ("gw3", "auto", 2, ["cuda:1"]),
-        ("gw5", "cuda", 4, ["cuda:1"]),
-        ("gw7", "cuda", 1, ["cuda:0"]),
-        ("gw1", "cuda:0", 2, ["cuda:0"]),
-        ("gw2", "cpu", 8, ["cpu"]),
-        (None, "all", 0, ["cpu"]),
-        ("gw1", "all", 2, ["cpu", "cuda:0", "cuda:1"]),
-    ],
-)
-def test_it_spreads_workers_over_the_visible_gpus(
-    worker: str | None, spec: str, count: int, expected: list[str]
-) -> None:
-    assert worker_device(worker, spec, count) == expected
-
-
-def test_it_gives_every_worker_a_gpu_of_its_own_while_there_are_enough() -> None:
-    devices = [worker_device(f"gw{k}", "auto", 4)[0] for k in range(8)]
-    assert devices == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"] * 2
-
-
-@pytest.mark.parametrize(
-    ("spec", "count", "message"),
-    [
-        ("cuda", 0, "cuda requested but no CUDA device is visible"),
-        ("cuda:0", 0, "cuda:0 requested but no CUDA device is visible"),
-        ("cuda:2", 2, "cuda:2 requested but 2 CUDA devices are visible (cuda:0 .. cuda:1)"),
-        ("cuda:1", 1, "cuda:1 requested but 1 CUDA device is visible (cuda:0)"),
-    ],
-)
-def test_it_refuses_an_explicit_gpu_that_is_not_there(spec: str, count: int, message: str) -> None:
-    with pytest.raises(DeviceUnavailable) as excinfo:
-        worker_device("gw0", spec, count)
-    assert str(excinfo.value) == message
-
-
-@pytest.mark.parametrize(
-    ("text", "spec"),
-    [("auto", "auto"), (" CPU ", "cpu"), ("cuda", "cuda"), ("cuda:01", "cuda:1"), ("all", "all")],
-)
-def test_it_normalises_device_requests(text: str, spec: str) -> None:
-    assert parse_device_spec(text) == spec
-
-
-@pytest.mark.parametrize("text", ["gpu", "cuda:", "cuda:-1", "cuda:x", "mps", ""])
-def test_it_rejects_unknown_devices_quoting_them(text: str) -> None:
-    with pytest.raises(ValueError, match=f"^{text!r} is not a device: expected auto, cpu, cuda"):
-        parse_device_spec(text)
-
-
-@pytest.mark.parametrize(("worker", "index"), [(None, 0), ("master", 0), ("gw0", 0), ("gw12", 12)])
-def test_it_reads_the_index_of_an_xdist_worker(worker: str | None, index: int) -> None:
-    assert devices.worker_index(worker) == index
 
 
 def test_it_hands_the_arrays_to_torch_without_copying_on_the_cpu(
