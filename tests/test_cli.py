@@ -330,6 +330,27 @@ def test_version_prints_the_package_version() -> None:
     assert result.stdout.strip() == f"ptycho-fixture {pytest_ptycho_fixture.__version__}"
 
 
+@pytest.mark.parametrize(("make_bad", "status"), [(False, 0), (True, 2)])
+def test_the_program_entry_point_exits_with_the_commands_status_and_the_collector_back_on(
+    fixture: Path, tmp_path: Path, make_bad: bool, status: int
+) -> None:
+    target = tmp_path / "missing.npz" if make_bad else fixture
+    program = (
+        "import gc, sys\n"
+        "from pytest_ptycho_fixture.cli import run\n"
+        "sys.argv[1:] = ['verify', sys.argv[1]]\n"
+        "try:\n"
+        "    run()\n"
+        "except SystemExit as exc:\n"
+        "    print('status', exc.code, 'collector', gc.isenabled(), gc.get_freeze_count() > 0)\n"
+    )
+    result = run_cli(target, command=[sys.executable, "-c", program])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == f"status {status} collector True True"
+    assert ("OK " in result.stdout) is not make_bad
+    assert ("error: " in result.stderr) is make_bad
+
+
 # -------------------------------------------------------------------------- verify
 
 
