@@ -85,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=argparse_type(parse_strategy, "--subset-strategy"),
         metavar=_STRATEGY_VALUES,
         default=DEFAULT_STRATEGY,
-        help="stratified: positions floor(i*N/n), spanning the scan (default);"
-        " first: positions 0..n-1",
+        help="stratified: positions floor(i*N/n), spanning the scan's ranges (default);"
+        " first: positions 0..n-1; spread: one position per cell of a grid over the scan,"
+        " covering it in two dimensions",
     )
     gen.add_argument(
         "--min-coverage",
@@ -260,6 +261,7 @@ def _generate(args: argparse.Namespace) -> int:
     from . import locking
     from .atomic import parents_made
     from .generate import build_fixture, open_source
+    from .subsets import CELLS, COVERAGE_GRID, stripes_note
 
     metadata_path = _metadata_path(args)
     _check_output(args.output)
@@ -291,10 +293,14 @@ def _generate(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}")
     print(f"wrote {metadata_path}")
     print(f"source          {meta['source_dataset']}")
+    cells = cover[CELLS]
     print(
         f"subset          {meta['subset_size']} of {meta['source_positions']} positions"
-        f" ({meta['subset_strategy']}), coverage x {cover['x']:.1%}, y {cover['y']:.1%}"
+        f" ({meta['subset_strategy']}), coverage x {cover['x']:.1%}, y {cover['y']:.1%},"
+        f" {cells} of {COVERAGE_GRID * COVERAGE_GRID} cells"
     )
+    if note := stripes_note(meta["subset_strategy"], cells):
+        print(f"note            {note}")
     print(f"content_sha256  {meta['content_sha256']}")
     print(f"sha256_checksum {meta['sha256_checksum']}")
     print(f"time            {elapsed:.2f} s")

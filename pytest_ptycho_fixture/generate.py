@@ -27,6 +27,7 @@ from .spec import (
     parse_strategy,
     parse_subset_size,
 )
+from .subsets import CELLS, coverage, occupied_cells, rule, stripes_note, subset_indices
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -226,30 +227,6 @@ def open_source(
     )
 
 
-def subset_indices(strategy: str, n_positions: int, subset_size: int) -> list[int]:
-    """``stratified``: ``floor(i * N / n)``; ``first``: ``0 .. n-1``.
-
-    Raises :class:`.spec.OptionError` for a strategy that is not one of ``STRATEGIES``.
-    """
-    if parse_strategy(strategy, "strategy") == "stratified":
-        return [i * n_positions // subset_size for i in range(subset_size)]
-    return list(range(subset_size))
-
-
-def _rule(strategy: str, n_positions: int, subset_size: int) -> str:
-    if strategy == "stratified":
-        return f"floor(i * {n_positions} / {subset_size}) for i in 0..{subset_size - 1}"
-    return f"i for i in 0..{subset_size - 1}"
-
-
-def coverage(values: NDArray[Any], indices: Sequence[int]) -> float:
-    """Range of the subset's values over the range of all values (1.0 for a constant)."""
-    full = float(values.max() - values.min())
-    chosen = values[list(indices)]
-    part = float(chosen.max() - chosen.min())
-    return 1.0 if full == 0 else part / full
-
-
 @dataclass(frozen=True)
 class Fixture:
     """A fixture built in memory, ready to write."""
@@ -285,11 +262,14 @@ def build_fixture(
             f"subset size {subset_size} is out of range: expected {MIN_SUBSET} <= size <= {n}"
             f" (the source has {n} positions)",
         )
-    indices = subset_indices(strategy, n, subset_size)
-    cover = {
-        axis: round(coverage(source.small[key], indices), 6)
-        for axis, key in (("x", c.XCOORDS), ("y", c.YCOORDS))
+    xcoords, ycoords = source.small[c.XCOORDS], source.small[c.YCOORDS]
+    indices = subset_indices(strategy, xcoords, ycoords, subset_size)
+    cover: dict[str, Any] = {
+        axis: round(coverage(values, indices), 6)
+        for axis, values in (("x", xcoords), ("y", ycoords))
     }
+    cells = occupied_cells(xcoords, ycoords, indices)
+    cover[CELLS] = cells
     if min(cover.values()) < min_coverage:
         raise ContractError(
             label,
@@ -299,7 +279,7 @@ def build_fixture(
             " required; use --subset-strategy stratified or lower --min-coverage",
         )
     patterns = source.take_patterns(indices)
-    transformations = [f"subset: {strategy}, positions {_rule(strategy, n, subset_size)}"]
+    transformations = [f"subset: {strategy}, positions {rule(strategy, n, subset_size)}"]
     if source.layout == "HWN":
         transformations.append("diffraction: transposed from legacy (H,W,N) to (N,H,W)")
     if patterns.dtype != np.float32:
@@ -330,6 +310,8 @@ def build_fixture(
         *source.notes,
         *c.validate_fixture(label, arrays),
     ]
+    if stripes := stripes_note(strategy, cells):
+        notes.append(stripes)
     metadata: dict[str, Any] = {
         "version": SIDECAR_VERSION,
         "source_dataset": label,
@@ -337,7 +319,7 @@ def build_fixture(
         "source_positions": n,
         "subset_strategy": strategy,
         "subset_size": subset_size,
-        "subset_rule": _rule(strategy, n, subset_size),
+        "subset_rule": rule(strategy, n, subset_size),
         "subset_indices": indices,
         "coverage": cover,
         "min_coverage": min_coverage,

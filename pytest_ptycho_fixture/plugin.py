@@ -234,7 +234,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "ptycho_fixture_subset_strategy",
-        "stratified (positions spanning the scan, default) or first",
+        "stratified (positions spanning the scan's ranges, default), first, or spread (one"
+        " position per cell of a grid over the scan)",
         default=DEFAULT_STRATEGY,
     )
     parser.addini(

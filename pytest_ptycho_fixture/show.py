@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import contract as c
 from .contract import ContractError
 from .spec import BUILTIN_SOURCE, SHIPPED_SIDECAR
+from .subsets import CELLS, COVERAGE_GRID
 
 if TYPE_CHECKING:
     import numpy as np
@@ -182,7 +183,11 @@ def _shape(array: NDArray[Any]) -> str:
 def _coverage(view: FixtureView) -> str:
     recorded = view.metadata.get("coverage") if view.metadata else None
     if isinstance(recorded, Mapping) and {"x", "y"} <= set(recorded):
-        return f"coverage x {float(recorded['x']):.1%}, y {float(recorded['y']):.1%}"
+        text = f"coverage x {float(recorded['x']):.1%}, y {float(recorded['y']):.1%}"
+        cells = recorded.get(CELLS)
+        if isinstance(cells, int):
+            text += f", {cells} of {COVERAGE_GRID * COVERAGE_GRID} cells"
+        return text
     if view.source_positions is None:
         return "coverage unknown (no source)"
     parts = []
@@ -243,12 +248,34 @@ def _plain(ax: Axes) -> None:
     ax.set_yticks([])
 
 
+def _coverage_grid(ax: Axes, xs: NDArray[np.float64], ys: NDArray[np.float64]) -> None:
+    """The 8 x 8 grid over the scan's bounding box whose occupied cells the sidecar counts."""
+    import numpy as np
+
+    x_edges = np.linspace(float(xs.min()), float(xs.max()), COVERAGE_GRID + 1)
+    y_edges = np.linspace(float(ys.min()), float(ys.max()), COVERAGE_GRID + 1)
+    low, high = y_edges[0], y_edges[-1]
+    ax.vlines(x_edges, low, high, colors=_SOURCE_COLOUR, linewidths=0.5, alpha=0.5, zorder=0)
+    left, right = x_edges[0], x_edges[-1]
+    ax.hlines(
+        y_edges,
+        left,
+        right,
+        colors=_SOURCE_COLOUR,
+        linewidths=0.5,
+        alpha=0.5,
+        zorder=0,
+        label=f"{COVERAGE_GRID}x{COVERAGE_GRID} cells",
+    )
+
+
 def _scan(ax: Axes, view: FixtureView) -> None:
     from matplotlib.patches import Rectangle
 
     if view.source_positions is not None:
         xs, ys = view.source_positions
         ax.scatter(xs, ys, s=3, color=_SOURCE_COLOUR, linewidths=0, label=f"source ({xs.size})")
+        _coverage_grid(ax, xs, ys)
     x, y = view.arrays[c.XCOORDS], view.arrays[c.YCOORDS]
     ax.scatter(x, y, s=6, color=_FIXTURE_COLOUR, linewidths=0, label=f"fixture ({x.size})")
     # The object area the fixture's patches read: patch rows start at y - H/2.

@@ -26,7 +26,7 @@ from typing import TypeVar, final
 
 #: How positions are chosen, how many, the source layouts, and the label of the built-in
 #: source: what the plugin checks its options against.
-STRATEGIES = ("stratified", "first")
+STRATEGIES = ("stratified", "first", "spread")
 DEFAULT_STRATEGY = "stratified"
 MIN_SUBSET = 16
 DEFAULT_SUBSET = 64
@@ -90,6 +90,11 @@ def _real_number(value: object) -> float | None:
         return None
 
 
+def _one_of(values: tuple[str, ...]) -> str:
+    """``a, b or c``."""
+    return f"{', '.join(values[:-1])} or {values[-1]}" if len(values) > 1 else values[0]
+
+
 def parse_subset_size(text: str | int, option: str = "--subset-size") -> int:
     """Positions in the fixture: a whole number >= :data:`MIN_SUBSET`.
 
@@ -105,7 +110,7 @@ def parse_strategy(text: str, option: str = "--subset-strategy") -> str:
     """How positions are chosen: one of :data:`STRATEGIES`."""
     strategy = text.strip() if isinstance(text, str) else None
     if strategy not in STRATEGIES:
-        raise OptionError(option, text, "subset strategy", " or ".join(STRATEGIES))
+        raise OptionError(option, text, "subset strategy", _one_of(STRATEGIES))
     return strategy
 
 

@@ -34,9 +34,10 @@ from hypothesis import strategies as st
 
 import pytest_ptycho_fixture
 from pytest_ptycho_fixture.contract import ContractError, validate_fixture
-from pytest_ptycho_fixture.generate import generate_fixture, subset_indices
+from pytest_ptycho_fixture.generate import generate_fixture
 from pytest_ptycho_fixture.npzread import load_npz
 from pytest_ptycho_fixture.spec import OptionError
+from pytest_ptycho_fixture.subsets import subset_indices
 
 N = 100
 
@@ -218,7 +219,8 @@ def test_it_accepts_any_subset_size_from_16_to_the_number_of_positions(
 @given(total=st.integers(1, 5000), data=st.data())
 def test_stratified_indices_are_sorted_unique_and_in_range(total: int, data: Any) -> None:
     size = data.draw(st.integers(1, total))
-    indices = subset_indices("stratified", total, size)
+    positions = np.zeros(total)
+    indices = subset_indices("stratified", positions, positions, size)
     assert len(indices) == size
     assert indices == sorted(set(indices))
     assert indices[0] == 0 and indices[-1] < total
@@ -229,7 +231,7 @@ def test_it_refuses_a_strategy_it_does_not_know(legacy: Path, out: Path) -> None
     with pytest.raises(OptionError) as caught:
         generate_fixture(legacy, out / "fixture.npz", strategy="random")
     assert str(caught.value) == (
-        "strategy: 'random' is not a subset strategy: expected stratified or first"
+        "strategy: 'random' is not a subset strategy: expected stratified, first or spread"
     )
     assert folder_entries(out) == []
 

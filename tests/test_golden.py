@@ -72,6 +72,19 @@ def test_the_built_in_default_fixture_has_the_golden_content_digest(tmp_path: Pa
     assert sidecar["source_fingerprint"] == GOLDEN_SOURCE_FINGERPRINT
 
 
+#: The ``spread`` subset of the built-in source: the grid rule and its float64 arithmetic.
+GOLDEN_SPREAD_CONTENT_SHA256 = "418842225075bccdf5d8b2bf572e703d9b14fefcc1f12df61c3bc8775492ed9b"
+
+
+def test_the_spread_fixture_of_the_built_in_source_has_the_golden_content_digest(
+    tmp_path: Path,
+) -> None:
+    result = generate_fixture(None, tmp_path / "spread.npz", strategy="spread")
+    assert load_npz(result.output_path).content_sha256 == GOLDEN_SPREAD_CONTENT_SHA256, (
+        f"numpy {np.__version__}"
+    )
+
+
 def test_the_shipped_sidecar_records_the_golden_digest_and_its_arrays(tmp_path: Path) -> None:
     shipped = resources.files("pytest_ptycho_fixture") / "data" / "minimal_dataset_v1.json"
     sidecar = json.loads(shipped.read_text(encoding="utf-8"))

@@ -588,7 +588,7 @@ def test_it_hands_out_read_only_arrays_and_metadata(pytester: pytest.Pytester) -
             ["-o", "ptycho_fixture_subset_strategy=random"],
             (
                 "ERROR: ini option ptycho_fixture_subset_strategy: 'random' is not a subset"
-                " strategy: expected stratified or first"
+                " strategy: expected stratified, first or spread"
             ),
         ),
         (
@@ -681,3 +681,20 @@ def test_the_factory_builds_variants_of_an_ambiguous_source_in_the_layout_asked_
 def test_the_plugin_keeps_its_state_under_one_stash_key() -> None:
     keys = [name for name, value in vars(plugin).items() if isinstance(value, pytest.StashKey)]
     assert keys == ["STATE"]
+
+
+def test_the_spread_strategy_is_an_ini_option_and_its_fixture_covers_the_scan(
+    pytester: pytest.Pytester,
+) -> None:
+    ini(pytester, ptycho_fixture_subset_strategy="spread")
+    pytester.makepyfile(
+        """
+        def test_spread(ptycho_metadata, ptycho_arrays):
+            assert ptycho_metadata["subset_strategy"] == "spread"
+            assert ptycho_metadata["coverage"]["cells_8x8"] == 64
+            assert ptycho_arrays["diffraction"].shape == (64, 64, 64)
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["ptycho-fixture: *(made with the fixture)*(64 positions, spread)*"])

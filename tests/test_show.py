@@ -220,6 +220,7 @@ def test_the_object_panels_show_the_fixture_positions_over_the_lighter_source_po
     assert legend is not None
     assert [text.get_text() for text in legend.get_texts()] == [
         "source (1087)",
+        "8x8 cells",
         "fixture (64)",
         "area the patches read",
     ]
@@ -392,3 +393,25 @@ def test_without_matplotlib_show_says_how_to_install_it_and_exits_2(
     )
     assert result.stdout == ""
     assert folder_entries(tmp_path) == []
+
+
+def test_the_object_panels_draw_the_8x8_grid_whose_occupied_cells_the_title_counts(
+    rendered: Rendered,
+) -> None:
+    from matplotlib.collections import LineCollection
+
+    scan = synthetic_scan()
+    x_edges = np.linspace(scan.xcoords.min(), scan.xcoords.max(), 9)
+    y_edges = np.linspace(scan.ycoords.min(), scan.ycoords.max(), 9)
+    for title in OBJECT_PANELS:
+        lines = [
+            segment
+            for item in panel(rendered, title).collections
+            if isinstance(item, LineCollection)
+            for segment in item.get_segments()
+        ]
+        vertical = sorted(float(s[0][0]) for s in lines if s[0][0] == s[1][0])
+        horizontal = sorted(float(s[0][1]) for s in lines if s[0][1] == s[1][1])
+        assert np.allclose(vertical, x_edges) and np.allclose(horizontal, y_edges)
+    cells = rendered.view.metadata["coverage"]["cells_8x8"]  # type: ignore[index]
+    assert f", {cells} of 64 cells" in rendered.figure.texts[0].get_text()

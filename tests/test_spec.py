@@ -11,13 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from helpers import folder_entries, run_cli
 
 from pytest_ptycho_fixture import spec
 from pytest_ptycho_fixture.contract import ContractError
-from pytest_ptycho_fixture.generate import generate_fixture, subset_indices
+from pytest_ptycho_fixture.generate import generate_fixture
 from pytest_ptycho_fixture.spec import OptionError, argparse_type
+from pytest_ptycho_fixture.subsets import subset_indices
 
 LAYOUT_EXPECTED = "HWN or NHW (or nothing, to decide it from the number of coordinates)"
 FRACTION_EXPECTED = "0, 1 or a number in between, e.g. 0.5"
@@ -100,20 +102,20 @@ def test_each_parse_function_accepts_its_valid_forms(
         (
             spec.parse_strategy,
             "nope",
-            "--subset-strategy: 'nope' is not a subset strategy: expected stratified or first",
+            "--subset-strategy: 'nope' is not a subset strategy: expected stratified, first or spread",
         ),
         (
             spec.parse_strategy,
             "Stratified",
             (
                 "--subset-strategy: 'Stratified' is not a subset strategy:"
-                " expected stratified or first"
+                " expected stratified, first or spread"
             ),
         ),
         (
             spec.parse_strategy,
             "",
-            "--subset-strategy: '' is not a subset strategy: expected stratified or first",
+            "--subset-strategy: '' is not a subset strategy: expected stratified, first or spread",
         ),
         (spec.parse_layout, "hwn", f"--layout: 'hwn' is not a layout: expected {LAYOUT_EXPECTED}"),
         (
@@ -237,9 +239,9 @@ def test_an_option_error_keeps_its_parts_as_attributes_and_is_a_value_error() ->
         "strategy",
         "random",
         "subset strategy",
-        "stratified or first",
+        "stratified, first or spread",
     )
-    assert error.reason == "'random' is not a subset strategy: expected stratified or first"
+    assert error.reason == "'random' is not a subset strategy: expected stratified, first or spread"
 
 
 def test_an_option_error_survives_pickling() -> None:
@@ -275,7 +277,7 @@ def test_an_argparse_parser_reports_the_flag_once(capsys: pytest.CaptureFixture[
     assert caught.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         "prog: error: argument --subset-strategy: 'nope' is not a subset strategy:"
-        " expected stratified or first"
+        " expected stratified, first or spread"
     )
 
 
@@ -308,7 +310,7 @@ def test_importing_spec_imports_neither_numpy_nor_torch() -> None:
             ["generate", "--subset-strategy", "nope"],
             (
                 "argument --subset-strategy: 'nope' is not a subset strategy:"
-                " expected stratified or first"
+                " expected stratified, first or spread"
             ),
         ),
         (
@@ -352,7 +354,7 @@ def test_the_cli_refuses_a_bad_option_value_with_its_usage_naming_the_flag(
 def test_the_cli_help_still_lists_the_values_of_strategy_and_layout() -> None:
     result = run_cli("generate", "--help")
     assert result.returncode == 0
-    assert "--subset-strategy {stratified,first}" in result.stdout
+    assert "--subset-strategy {stratified,first,spread}" in result.stdout
     assert "--layout {HWN,NHW}" in result.stdout
 
 
@@ -364,7 +366,7 @@ def test_the_api_refuses_a_bad_strategy_with_the_cli_wording(legacy: Path, out: 
         generate_fixture(legacy, out / "fixture.npz", strategy="nope")
     cli = run_cli("generate", "--output", out / "f.npz", "--subset-strategy", "nope")
     assert str(caught.value) == (
-        "strategy: 'nope' is not a subset strategy: expected stratified or first"
+        "strategy: 'nope' is not a subset strategy: expected stratified, first or spread"
     )
     assert cli.stderr.splitlines()[-1].endswith(f"--subset-strategy: {caught.value.reason}")
     assert folder_entries(out) == []
@@ -392,6 +394,7 @@ def test_a_subset_larger_than_the_source_is_a_contract_error_naming_the_source(
 
 
 def test_subset_indices_refuses_a_strategy_it_does_not_know() -> None:
-    assert subset_indices("first", 100, 3) == [0, 1, 2]
+    positions = np.arange(100.0)
+    assert subset_indices("first", positions, positions, 3) == [0, 1, 2]
     with pytest.raises(OptionError, match=r"^strategy: 'random' is not a subset strategy"):
-        subset_indices("random", 100, 16)
+        subset_indices("random", positions, positions, 16)
