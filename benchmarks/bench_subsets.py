@@ -1,11 +1,12 @@
-"""Choosing a subset of a large scan: the ``spread`` rule on a million positions.
+"""Choosing a subset of a large scan: ``spread`` and ``groups`` on a million positions.
 
 Each row times ``subset_indices`` in this process (numpy imported, the coordinates in
 memory), median of ``--repeats``, beside one ``np.argsort`` of the same million x
 coordinates in the same run, the cost of a single sort, as the baseline. The target is
 at most 1 s per subset. Two scans: a 1000 x 1000 raster moved by up to 0.3 of a step
 (every cell of the grid holds positions), and a ring (the cells inside and outside it
-hold none, so the rest of the subset is filled farthest-first).
+hold none, so the rest of the subset is filled farthest-first). ``groups`` has gridsize
+2: groups of a seed and its 3 nearest neighbours.
 
     python benchmarks/bench_subsets.py                # 7 repeats, n = 64 and 1024
 """
@@ -62,7 +63,7 @@ def main() -> None:
     for name, (x, y) in scans.items():
         sort_s = median_s(partial(np.argsort, x), args.repeats)
         for n in (int(size) for size in args.sizes.split(",")):
-            for strategy in ("spread", "stratified"):
+            for strategy in ("spread", "groups", "stratified"):
                 took = median_s(partial(subset_indices, strategy, x, y, n), args.repeats)
                 cells = occupied_cells(x, y, subset_indices(strategy, x, y, n))
                 met = "yes" if took <= TARGET_S else "**no**"

@@ -297,7 +297,9 @@ class FixtureCache:
                     verify=self.verify_source,
                 )
             )
-            fixture = build_fixture(source, spec.subset_size, strategy=spec.strategy)
+            fixture = build_fixture(
+                source, spec.subset_size, strategy=spec.strategy, gridsize=spec.gridsize
+            )
             if spec.committed:
                 spec.sidecar.parent.mkdir(parents=True, exist_ok=True)
                 metadata = write_fixture(

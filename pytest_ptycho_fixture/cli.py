@@ -20,13 +20,17 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ._version import __version__
 from .progress import Progress, terminal_progress
 from .spec import (
+    DEFAULT_GRIDSIZE,
     DEFAULT_STRATEGY,
     DEFAULT_SUBSET,
     LAYOUTS,
     MIN_SUBSET,
     STRATEGIES,
+    OptionError,
     argparse_type,
+    grouping,
     parse_fraction,
+    parse_gridsize,
     parse_known_layout,
     parse_layout,
     parse_positions,
@@ -88,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stratified: positions floor(i*N/n), spanning the scan's ranges (default);"
         " first: positions 0..n-1; spread: one position per cell of a grid over the scan,"
         " covering it in two dimensions",
+    )
+    gen.add_argument(
+        "--gridsize",
+        type=argparse_type(parse_gridsize, "--gridsize"),
+        metavar="G",
+        help=f"groups only: groups of G x G, a seed and its G*G-1 nearest neighbours"
+        f" (default {DEFAULT_GRIDSIZE}); the subset size must be a multiple of G*G",
     )
     gen.add_argument(
         "--min-coverage",
@@ -267,10 +278,15 @@ def _generate(args: argparse.Namespace) -> int:
     _check_output(args.output)
     _check_output(metadata_path, "--metadata-out")
     started = time.perf_counter()
+    try:
+        gridsize = grouping(args.subset_strategy, args.subset_size, args.gridsize)
+    except OptionError as exc:
+        raise _BadInput(str(exc)) from None
     fixture = build_fixture(
         open_source(args.source, args.layout, verify=args.verify_source, progress=args.progress),
         args.subset_size,
         strategy=args.subset_strategy,
+        gridsize=gridsize,
         diff3d_alias=args.diff3d_alias,
         min_coverage=args.min_coverage,
     )
@@ -299,6 +315,9 @@ def _generate(args: argparse.Namespace) -> int:
         f" ({meta['subset_strategy']}), coverage x {cover['x']:.1%}, y {cover['y']:.1%},"
         f" {cells} of {COVERAGE_GRID * COVERAGE_GRID} cells"
     )
+    if "groups" in meta:
+        size = meta["gridsize"]
+        print(f"groups          {len(meta['groups'])} of {size}x{size}, seed first")
     if note := stripes_note(meta["subset_strategy"], cells):
         print(f"note            {note}")
     print(f"content_sha256  {meta['content_sha256']}")

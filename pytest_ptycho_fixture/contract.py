@@ -41,6 +41,8 @@ PROBE = "probeGuess"
 XCOORDS = "xcoords"
 YCOORDS = "ycoords"
 OPTIONAL_PER_POSITION = ("xcoords_start", "ycoords_start", "scan_index")
+#: A ``groups`` fixture's (n / G**2, G**2) int64 fixture indices, seed first.
+GROUPS = "groups"
 SOURCE_KEYS = frozenset(
     {DIFFRACTION, DIFF3D, OBJECT, PROBE, XCOORDS, YCOORDS, *OPTIONAL_PER_POSITION}
 )
@@ -274,7 +276,7 @@ def validate_fixture(path: object, arrays: Mapping[str, NDArray[Any]]) -> list[s
             raise ContractError(
                 path, key, f"{key!r} is missing; a fixture holds {', '.join(required)}"
             )
-    allowed = {*required, DIFF3D, *OPTIONAL_PER_POSITION}
+    allowed = {*required, DIFF3D, *OPTIONAL_PER_POSITION, GROUPS}
     extra = sorted(set(arrays) - allowed)
     if extra:
         raise ContractError(
@@ -310,5 +312,32 @@ def validate_fixture(path: object, arrays: Mapping[str, NDArray[Any]]) -> list[s
     for key in (XCOORDS, YCOORDS, *OPTIONAL_PER_POSITION):
         if key in arrays:
             check_per_position(path, key, arrays[key], n)
+    if GROUPS in arrays:
+        notes.append(check_groups(path, arrays[GROUPS], n))
     notes.append(f"{n} positions, detector {h}x{w}, object {arrays[OBJECT].shape}")
     return notes
+
+
+def check_groups(path: object, groups: NDArray[Any], n_positions: int) -> str:
+    """``groups``: (m, k) int64 fixture indices, every position in exactly one group."""
+    import numpy as np
+
+    check_not_object(path, GROUPS, groups.dtype)
+    if groups.dtype.name != "int64" or groups.ndim != 2 or groups.size == 0:
+        raise ContractError(
+            path,
+            GROUPS,
+            f"{GROUPS!r} has dtype {groups.dtype} and shape {groups.shape} but a non-empty"
+            " (groups, members) int64 array is required",
+        )
+    if groups.size != n_positions or not np.array_equal(
+        np.sort(groups, axis=None), np.arange(n_positions)
+    ):
+        raise ContractError(
+            path,
+            GROUPS,
+            f"{GROUPS!r} must hold each of the {n_positions} fixture indices exactly once,"
+            f" but holds {groups.size} values from {groups.min()} to {groups.max()}",
+        )
+    m, k = groups.shape
+    return f"{GROUPS}: {m} groups of {k}, every position in one"

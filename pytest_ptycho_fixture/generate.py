@@ -23,11 +23,13 @@ from .spec import (
     DEFAULT_STRATEGY,
     DEFAULT_SUBSET,
     MIN_SUBSET,
+    grouping,
     parse_fraction,
+    parse_gridsize,
     parse_strategy,
     parse_subset_size,
 )
-from .subsets import CELLS, coverage, occupied_cells, rule, stripes_note, subset_indices
+from .subsets import CELLS, coverage, groups, occupied_cells, rule, stripes_note, subset_indices
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -240,6 +242,7 @@ def build_fixture(
     subset_size: int = DEFAULT_SUBSET,
     *,
     strategy: str = DEFAULT_STRATEGY,
+    gridsize: int | None = None,
     diff3d_alias: bool = True,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
 ) -> Fixture:
@@ -253,6 +256,10 @@ def build_fixture(
 
     strategy = parse_strategy(strategy, "strategy")
     subset_size = parse_subset_size(subset_size, "subset_size")
+    gridsize = grouping(
+        strategy, subset_size, None if gridsize is None else parse_gridsize(gridsize, "gridsize"),
+        "gridsize",
+    )
     min_coverage = parse_fraction(min_coverage, "min_coverage")
     label, n = source.label, source.n_positions
     if subset_size > n:
@@ -263,14 +270,18 @@ def build_fixture(
             f" (the source has {n} positions)",
         )
     xcoords, ycoords = source.small[c.XCOORDS], source.small[c.YCOORDS]
-    indices = subset_indices(strategy, xcoords, ycoords, subset_size)
+    found = None if gridsize is None else groups(xcoords, ycoords, subset_size, gridsize)
+    if found is None:
+        indices = subset_indices(strategy, xcoords, ycoords, subset_size)
+    else:
+        indices = sorted(i for group in found for i in group)
     cover: dict[str, Any] = {
         axis: round(coverage(values, indices), 6)
         for axis, values in (("x", xcoords), ("y", ycoords))
     }
     cells = occupied_cells(xcoords, ycoords, indices)
     cover[CELLS] = cells
-    if min(cover.values()) < min_coverage:
+    if min(cover["x"], cover["y"]) < min_coverage:
         raise ContractError(
             label,
             c.XCOORDS if cover["x"] < min_coverage else c.YCOORDS,
@@ -279,7 +290,8 @@ def build_fixture(
             " required; use --subset-strategy stratified or lower --min-coverage",
         )
     patterns = source.take_patterns(indices)
-    transformations = [f"subset: {strategy}, positions {rule(strategy, n, subset_size)}"]
+    subset_rule = rule(strategy, n, subset_size, gridsize)
+    transformations = [f"subset: {strategy}, positions {subset_rule}"]
     if source.layout == "HWN":
         transformations.append("diffraction: transposed from legacy (H,W,N) to (N,H,W)")
     if patterns.dtype != np.float32:
@@ -305,6 +317,15 @@ def build_fixture(
                 transformations.append(f"{key}: {value.dtype} -> float64 (exact)")
             value = value.astype(np.float64)
         arrays[key] = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
+    fixture_groups: list[list[int]] | None = None
+    if found is not None:
+        # The groups as fixture indices: where each member landed in the sorted subset.
+        where = {source_index: k for k, source_index in enumerate(indices)}
+        fixture_groups = [[where[i] for i in group] for group in found]
+        arrays[c.GROUPS] = np.asarray(fixture_groups, dtype="<i8")
+        transformations.append(
+            f"{c.GROUPS}: ({len(found)}, {len(found[0])}) int64 fixture indices, seed first"
+        )
     notes = [
         f"layout {source.layout} decided from {n} coordinate positions",
         *source.notes,
@@ -319,9 +340,10 @@ def build_fixture(
         "source_positions": n,
         "subset_strategy": strategy,
         "subset_size": subset_size,
-        "subset_rule": rule(strategy, n, subset_size),
+        "subset_rule": subset_rule,
         "subset_indices": indices,
         "coverage": cover,
+        **({} if fixture_groups is None else {"gridsize": gridsize, "groups": fixture_groups}),
         "min_coverage": min_coverage,
         "transformations": transformations,
         "dropped_keys": list(source.dropped_keys),
@@ -390,6 +412,7 @@ def generate_fixture(
     metadata_path: str | os.PathLike[str] | None = None,
     *,
     strategy: str = DEFAULT_STRATEGY,
+    gridsize: int | None = None,
     layout: str | None = None,
     diff3d_alias: bool = True,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
@@ -412,6 +435,10 @@ def generate_fixture(
     # Options first: they are refused whatever the source, before it is opened.
     strategy = parse_strategy(strategy, "strategy")
     subset_size = parse_subset_size(subset_size, "subset_size")
+    gridsize = grouping(
+        strategy, subset_size, None if gridsize is None else parse_gridsize(gridsize, "gridsize"),
+        "gridsize",
+    )
     min_coverage = parse_fraction(min_coverage, "min_coverage")
     output = Path(output_path)
     sidecar = Path(metadata_path) if metadata_path else default_sidecar_path(output)
@@ -422,6 +449,7 @@ def generate_fixture(
         open_source(source_path, layout, verify=verify_source, progress=progress),
         subset_size,
         strategy=strategy,
+        gridsize=gridsize,
         diff3d_alias=diff3d_alias,
         min_coverage=min_coverage,
     )

@@ -22,14 +22,17 @@ import pytest
 from . import devices
 from .spec import (
     CACHE_FOLDER,
+    DEFAULT_GRIDSIZE,
     DEFAULT_STRATEGY,
     DEFAULT_SUBSET,
     FixtureSpec,
     OptionError,
     argparse_type,
     cached_spec,
+    grouping,
     main_spec,
     parse_device,
+    parse_gridsize,
     parse_layout,
     parse_seconds,
     parse_strategy,
@@ -98,14 +101,24 @@ class RunState:
         pytest_cache = getattr(config, "cache", None)
         folder = pytest_cache.mkdir(CACHE_FOLDER) if pytest_cache else user_cache_folder()
         source = resolve_source(config.rootpath, _setting(config, "ptycho_fixture_source", _text))
+        subset_size = _setting(config, "ptycho_fixture_subset_size", parse_subset_size)
+        strategy = _setting(config, "ptycho_fixture_subset_strategy", parse_strategy)
+        gridsize = _setting(config, "ptycho_fixture_gridsize", _optional_gridsize)
+        try:
+            gridsize = grouping(
+                strategy, subset_size, gridsize, _ini(config, "ptycho_fixture_gridsize")
+            )
+        except OptionError as exc:
+            raise pytest.UsageError(str(exc)) from None
         spec = main_spec(
             path=_path(config, config.getini("ptycho_fixture_path")),
             sidecar=_path(config, config.getini("ptycho_fixture_metadata")),
             source=source,
-            subset_size=_setting(config, "ptycho_fixture_subset_size", parse_subset_size),
-            strategy=_setting(config, "ptycho_fixture_subset_strategy", parse_strategy),
+            subset_size=subset_size,
+            strategy=strategy,
             folder=folder,
             layout=_setting(config, "ptycho_fixture_layout", parse_layout),
+            gridsize=gridsize,
         )
         return cls(
             spec=spec,
@@ -239,6 +252,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=DEFAULT_STRATEGY,
     )
     parser.addini(
+        "ptycho_fixture_gridsize",
+        "groups only: groups of G x G positions, a seed and its nearest neighbours"
+        f" (default {DEFAULT_GRIDSIZE})",
+        default="",
+    )
+    parser.addini(
         "ptycho_fixture_layout",
         "layout of the source diffraction, HWN (legacy) or NHW; needed only when H == W == N"
         " makes it ambiguous (default: decided from the number of coordinates)",
@@ -268,16 +287,24 @@ def _text(text: str, option: str) -> str:
     return text
 
 
+def _optional_gridsize(text: str, option: str) -> int | None:
+    return parse_gridsize(text, option) if text.strip() else None
+
+
 def _setting(config: pytest.Config, name: str, parse: Callable[[str, str], _T]) -> _T:
     """The command-line value of ``name`` if given, else its ini value, parsed by ``parse``."""
     value: _T | None = config.getoption(name, default=None)
     if value is not None:
         return value
-    where = f" in {config.inipath.name}" if config.inipath else ""
     try:
-        return parse(config.getini(name), f"ini option {name}{where}")
+        return parse(config.getini(name), _ini(config, name))
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _ini(config: pytest.Config, name: str) -> str:
+    """The ini option ``name`` as an error names it: ``ini option NAME in pytest.ini``."""
+    return f"ini option {name}{f' in {config.inipath.name}' if config.inipath else ''}"
 
 
 def _path(config: pytest.Config, text: str) -> Path | None:
@@ -320,9 +347,13 @@ def pytest_report_header(config: pytest.Config) -> str:
     return (
         f"ptycho-fixture: {show(root, spec.path)}, sidecar {show(root, spec.sidecar)}"
         f"{kind}, source {source_label(root, spec)}"
-        f" ({spec.subset_size} positions, {spec.strategy}),"
+        f" ({spec.subset_size} positions, {spec.strategy}{_groups(spec)}),"
         f" device {devices.header_device(state.device)}"
     )
+
+
+def _groups(spec: FixtureSpec) -> str:
+    return "" if spec.gridsize is None else f" of {spec.gridsize}x{spec.gridsize}"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -449,9 +480,7 @@ def ptycho_device(request: pytest.FixtureRequest) -> torch.device:
 
 
 @pytest.fixture(scope="session")
-def ptycho_tensors(
-    request: pytest.FixtureRequest, ptycho_device: torch.device
-) -> PtychoTensors:
+def ptycho_tensors(request: pytest.FixtureRequest, ptycho_device: torch.device) -> PtychoTensors:
     """The fixture as tensors on ``ptycho_device``, shared by every test: do not modify.
 
     ``diffraction`` (N, H, W) float32, ``probe`` and ``object`` complex64, ``coords``
@@ -472,7 +501,7 @@ def ptycho_batch(ptycho_tensors: PtychoTensors) -> PtychoTensors:
 @final
 @dataclass(frozen=True)
 class Factory:
-    """``factory(subset_size=, strategy=, source=, layout=) -> Path`` to a verified variant.
+    """``factory(subset_size=, strategy=, source=, layout=, gridsize=) -> Path``: a variant.
 
     Omitted arguments take the configured values; ``source`` is resolved against the
     rootdir, and ``"builtin"`` is the built-in scan. Each argument is parsed as its ini
@@ -487,17 +516,27 @@ class Factory:
         strategy: str | None = None,
         source: str | os.PathLike[str] | None = None,
         layout: str | None = None,
+        gridsize: int | None = None,
     ) -> Path:
         state, defaults = self.state, self.state.spec
         try:
+            size = (
+                defaults.subset_size
+                if subset_size is None
+                else parse_subset_size(subset_size, "subset_size")
+            )
+            chosen = defaults.strategy if strategy is None else parse_strategy(strategy, "strategy")
+            if gridsize is not None:
+                gridsize = parse_gridsize(gridsize, "gridsize")
+            elif chosen == defaults.strategy:
+                gridsize = defaults.gridsize
             spec = cached_spec(
                 state.folder,
                 defaults.source if source is None else resolve_source(state.root, source),
-                defaults.subset_size
-                if subset_size is None
-                else parse_subset_size(subset_size, "subset_size"),
-                defaults.strategy if strategy is None else parse_strategy(strategy, "strategy"),
+                size,
+                chosen,
                 defaults.layout if layout is None else parse_layout(layout, "layout"),
+                grouping(chosen, size, gridsize, "gridsize"),
             )
         except OptionError as exc:
             refused = exc

@@ -26,10 +26,12 @@ from typing import TypeVar, final
 
 #: How positions are chosen, how many, the source layouts, and the label of the built-in
 #: source: what the plugin checks its options against.
-STRATEGIES = ("stratified", "first", "spread")
+STRATEGIES = ("stratified", "first", "spread", "groups")
 DEFAULT_STRATEGY = "stratified"
 MIN_SUBSET = 16
 DEFAULT_SUBSET = 64
+#: The gridsize of ``groups`` when none is given: PtychoPINN's groups of 2 x 2.
+DEFAULT_GRIDSIZE = 2
 LAYOUTS = ("HWN", "NHW")
 BUILTIN_SOURCE = "builtin:synthetic-run1084"
 
@@ -112,6 +114,40 @@ def parse_strategy(text: str, option: str = "--subset-strategy") -> str:
     if strategy not in STRATEGIES:
         raise OptionError(option, text, "subset strategy", _one_of(STRATEGIES))
     return strategy
+
+
+def parse_gridsize(text: str | int, option: str = "--gridsize") -> int:
+    """The side of a ``groups`` group: a whole number >= 1 (groups of gridsize**2)."""
+    value = _whole_number(text)
+    if value is None or value < 1:
+        raise OptionError(option, text, "gridsize", "a whole number >= 1, e.g. 2 for 2x2 groups")
+    return value
+
+
+def grouping(
+    strategy: str, subset_size: int, gridsize: int | None, option: str = "--gridsize"
+) -> int | None:
+    """The gridsize a subset is built with: ``None`` unless ``strategy`` is ``groups``.
+
+    A gridsize given with another strategy, or a subset size that is not a multiple of
+    gridsize**2, is an :class:`OptionError` naming ``option``.
+    """
+    if strategy != "groups":
+        if gridsize is not None:
+            raise OptionError(
+                option, gridsize, "setting for this strategy", "no gridsize, or the groups strategy"
+            )
+        return None
+    size = DEFAULT_GRIDSIZE if gridsize is None else gridsize
+    if subset_size % (size * size):
+        raise OptionError(
+            option,
+            size,
+            f"gridsize for {subset_size} positions",
+            f"one whose square divides the subset size ({size * size} does not divide"
+            f" {subset_size})",
+        )
+    return size
 
 
 def parse_layout(text: str, option: str = "--layout") -> str | None:
@@ -220,6 +256,8 @@ class FixtureSpec:
     committed: bool = True
     #: Layout of the source diffraction (HWN or NHW); ``None`` decides it from the coordinates.
     layout: str | None = None
+    #: The side of the ``groups`` strategy's groups; ``None`` for the other strategies.
+    gridsize: int | None = None
 
     @property
     def lock_path(self) -> Path:
@@ -233,16 +271,22 @@ class FixtureSpec:
 
 
 def parameters_key(
-    source: Path | None, subset_size: int, strategy: str, layout: str | None = None
+    source: Path | None,
+    subset_size: int,
+    strategy: str,
+    layout: str | None = None,
+    gridsize: int | None = None,
 ) -> str:
     """A short hash naming a fixture variant in the cache folder.
 
-    A layout is part of it only when one is given, so that the names of variants whose
-    layout is decided from the coordinates stay what they were.
+    A layout and a gridsize are part of it only when given, so that the names of the
+    variants without them stay what they were.
     """
     fields: list[object] = [str(source) if source else BUILTIN_SOURCE, subset_size, strategy]
     if layout is not None:
         fields.append(layout)
+    if gridsize is not None:
+        fields.append({"gridsize": gridsize})
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:12]
 
 
@@ -252,16 +296,17 @@ def cached_spec(
     subset_size: int,
     strategy: str,
     layout: str | None = None,
+    gridsize: int | None = None,
 ) -> FixtureSpec:
     """A variant kept in the cache folder with its own sidecar, made on first use.
 
     The built-in source has one layout, so ``layout`` counts only for a source file.
     """
     layout = layout if source is not None else None
-    name = f"{FIXTURE_NAME}-{parameters_key(source, subset_size, strategy, layout)}"
-    path = folder / f"{name}.npz"
+    key = parameters_key(source, subset_size, strategy, layout, gridsize)
+    path = folder / f"{FIXTURE_NAME}-{key}.npz"
     return FixtureSpec(
-        path, path.with_suffix(".json"), source, subset_size, strategy, False, layout
+        path, path.with_suffix(".json"), source, subset_size, strategy, False, layout, gridsize
     )
 
 
@@ -274,6 +319,7 @@ def main_spec(
     strategy: str,
     folder: Path,
     layout: str | None = None,
+    gridsize: int | None = None,
 ) -> FixtureSpec:
     """Resolve the configured fixture.
 
@@ -285,11 +331,11 @@ def main_spec(
     layout = layout if source is not None else None
     if path is not None:
         sidecar = sidecar or path.with_suffix(".json")
-        return FixtureSpec(path, sidecar, source, subset_size, strategy, True, layout)
+        return FixtureSpec(path, sidecar, source, subset_size, strategy, True, layout, gridsize)
     if source is None and subset_size == DEFAULT_SUBSET and strategy == DEFAULT_STRATEGY:
         path = folder / f"{FIXTURE_NAME}.npz"
         return FixtureSpec(path, sidecar or SHIPPED_SIDECAR, source, subset_size, strategy)
-    spec = cached_spec(folder, source, subset_size, strategy, layout)
+    spec = cached_spec(folder, source, subset_size, strategy, layout, gridsize)
     return spec if sidecar is None else replace(spec, sidecar=sidecar, committed=True)
 
 

@@ -9,6 +9,10 @@ same on every platform and numpy version.
 - ``spread``: a ``g x g`` grid, ``g = isqrt(n)``, over the scan's bounding box; from
   each cell the position nearest the cell's centre; empty cells are skipped; the rest of
   the ``n`` are added farthest-first from the positions already kept.
+- ``groups``: ``n / G**2`` seeds near the ``spread`` picks, each with its ``G**2 - 1``
+  nearest neighbours in the source scan, no position in two groups: PtychoPINN's
+  gridsize groups, which it builds from each position's nearest neighbours, and which
+  its ``4_quadrant`` grouping finds around every seed.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def subset_indices(
     ``subset_size`` must be at most the number of positions. Raises
     :class:`.spec.OptionError` for a strategy that is not one of ``STRATEGIES``.
     """
-    from .spec import parse_strategy
+    from .spec import DEFAULT_GRIDSIZE, parse_strategy
 
     strategy = parse_strategy(strategy, "strategy")
     n_positions = len(xcoords)
@@ -43,11 +47,25 @@ def subset_indices(
         return [i * n_positions // subset_size for i in range(subset_size)]
     if strategy == "first":
         return list(range(subset_size))
+    if strategy == "groups":
+        found = groups(xcoords, ycoords, subset_size, DEFAULT_GRIDSIZE)
+        return sorted(i for group in found for i in group)
     return spread(xcoords, ycoords, subset_size)
 
 
-def rule(strategy: str, n_positions: int, subset_size: int) -> str:
+def rule(strategy: str, n_positions: int, subset_size: int, gridsize: int | None = None) -> str:
     """The rule as the sidecar records it."""
+    if strategy == "groups":
+        members = (gridsize or 1) ** 2
+        seeds = subset_size // members
+        return (
+            f"{seeds} picks by the spread rule for {seeds} positions, in ascending order;"
+            f" each group's seed the first of the {SEED_CANDIDATES} free positions nearest"
+            f" its pick whose {members - 1} nearest free positions lie within"
+            f" {GROUP_REACH:g} scan steps and on at least {min(3, members - 1)} sides of it"
+            " (else the nearest free one); the group: the seed and those positions, nearest"
+            " first (squared distance, ties: lower index)"
+        )
     if strategy == "stratified":
         return f"floor(i * {n_positions} / {subset_size}) for i in 0..{subset_size - 1}"
     if strategy == "spread":
@@ -231,3 +249,139 @@ def stripes_note(strategy: str, cells: int) -> str | None:
         " y but not the scan's area; --subset-strategy spread (ini"
         " ptycho_fixture_subset_strategy = spread) covers it in two dimensions"
     )
+
+
+#: How many free positions nearest a spread pick are tried as its group's seed.
+SEED_CANDIDATES = 64
+#: How far a group's members may lie from its seed, in scan steps.
+GROUP_REACH = 3.0
+
+
+def groups(
+    xcoords: NDArray[Any], ycoords: NDArray[Any], subset_size: int, gridsize: int
+) -> list[list[int]]:
+    """The ``groups`` rule: ``subset_size / gridsize**2`` groups of source indices, seed first.
+
+    The spread subset of ``subset_size / gridsize**2`` positions gives one pick per group,
+    taken in ascending order. The group's seed is the first of the (up to
+    :data:`SEED_CANDIDATES`) free positions nearest the pick, nearest first, whose
+    ``gridsize**2 - 1`` nearest free positions lie within :data:`GROUP_REACH` scan steps
+    of it and on at least three sides of it (:func:`quadrants`); if none is, the nearest
+    free one. The group is the seed and those positions, nearest first. Distances are
+    squared Euclidean distances on (x, y), ties go to the lower index, and a scan step is
+    :func:`scan_step_squared`. ``subset_size`` must be a multiple of ``gridsize**2``.
+    """
+    import numpy as np
+
+    members = gridsize * gridsize
+    x = np.asarray(xcoords, dtype=np.float64)
+    y = np.asarray(ycoords, dtype=np.float64)
+    search = _Nearest(x, y)
+    reach = GROUP_REACH * GROUP_REACH * scan_step_squared(x, y, search)
+    needed = min(3, members - 1)
+    found: list[list[int]] = []
+    for pick in spread(x, y, subset_size // members):
+        free = x.size - len(found) * members
+        candidates = search.free_near(pick, min(SEED_CANDIDATES, free))
+        group: list[int] | None = None
+        for seed in candidates:
+            search.used[seed] = True
+            near = search.free_near(seed, members - 1)
+            search.used[seed] = False
+            far = max((_squared(x, y, seed, i) for i in near), default=0.0)
+            if far <= reach and len(quadrants(x, y, seed, near)) >= needed:
+                group = [seed, *near]
+                break
+        if group is None:
+            seed = candidates[0]
+            search.used[seed] = True
+            group = [seed, *search.free_near(seed, members - 1)]
+        search.used[group] = True
+        found.append(group)
+    return found
+
+
+def quadrants(x: NDArray[Any], y: NDArray[Any], centre: int, others: Sequence[int]) -> set[str]:
+    """The sides of ``centre`` that ``others`` lie on: TL, TR, BL, BR (dx, dy both non-zero).
+
+    PtychoPINN's ``4_quadrant`` grouping takes one neighbour from each; a centre with
+    neighbours on three sides stands in for the fourth itself.
+    """
+    sides = set()
+    for i in others:
+        dx, dy = float(x[i] - x[centre]), float(y[i] - y[centre])
+        if dx != 0 and dy != 0:
+            sides.add(("B" if dy < 0 else "T") + ("L" if dx < 0 else "R"))
+    return sides
+
+
+def _squared(x: NDArray[Any], y: NDArray[Any], i: int, j: int) -> float:
+    dx, dy = float(x[j] - x[i]), float(y[j] - y[i])
+    return dx * dx + dy * dy
+
+
+def scan_step_squared(
+    x: NDArray[Any], y: NDArray[Any], search: _Nearest | None = None, sample: int = 256
+) -> float:
+    """The square of the scan's step: the lower median of the squared distances to the
+    nearest other position, over the positions ``floor(i * N / m)`` for ``i < m = min(N,
+    sample)`` (0 for one position). ``search`` must have no position in use."""
+    if x.size < 2:
+        return 0.0
+    search = search or _Nearest(x, y)
+    m = min(x.size, sample)
+    distances = []
+    for i in (k * x.size // m for k in range(m)):
+        search.used[i] = True
+        (j,) = search.free_near(i, 1)
+        search.used[i] = False
+        distances.append(_squared(x, y, i, j))
+    return sorted(distances)[(m - 1) // 2]
+
+
+class _Nearest:
+    """The nearest free positions to a position, by a search in a growing square window.
+
+    Own code rather than scipy's ``cKDTree``: the ranking must be this module's squared
+    distance with ties to the lower index, the same on every platform and version, and
+    a window over the positions sorted by x finds the few neighbours of a seed in a
+    million positions in well under a millisecond (``benchmarks/bench_subsets.py``).
+    """
+
+    def __init__(self, x: NDArray[Any], y: NDArray[Any]) -> None:
+        import numpy as np
+
+        self.x, self.y = x, y
+        self.by_x = np.argsort(x, kind="stable")
+        self.sorted_x = x[self.by_x]
+        self.used = np.zeros(x.size, dtype=bool)
+        span = max(float(x.max() - x.min()), float(y.max() - y.min()))
+        # About the spacing of the scan: the window starts there and doubles.
+        self.start = span / math.sqrt(x.size) if span > 0 else 1.0
+        self.span = span
+
+    def free_near(self, centre: int, count: int) -> list[int]:
+        """The ``count`` nearest free positions to ``centre``, nearest first."""
+        import numpy as np
+
+        if count == 0:
+            return []
+        cx, cy = self.x[centre], self.y[centre]
+        half = self.start * math.sqrt(count)
+        while True:
+            window = 2.0 * half
+            low = int(np.searchsorted(self.sorted_x, cx - window, "left"))
+            high = int(np.searchsorted(self.sorted_x, cx + window, "right"))
+            near = self.by_x[low:high]
+            near = near[(np.abs(self.y[near] - cy) <= window) & ~self.used[near]]
+            dx, dy = self.x[near] - cx, self.y[near] - cy
+            distance = dx * dx + dy * dy
+            order = np.lexsort((near, distance))[:count]
+            everything = half > 2.0 * self.span
+            # Trusted only inside half the window, well clear of the rounding of its edges:
+            # every position outside that circle is farther than the count-th found.
+            if order.size == count and (everything or distance[order[-1]] < half * half):
+                return [int(i) for i in near[order]]
+            if everything:
+                raise ValueError(f"fewer than {count} free positions are left")
+            half *= 2.0

@@ -23,6 +23,7 @@ _FIELD_KEYS = {
     "xcoords_start": "xcoords_start",
     "ycoords_start": "ycoords_start",
     "scan_index": "scan_index",
+    "groups": "groups",
 }
 
 
@@ -33,7 +34,9 @@ class PtychoTensors:
 
     ``diffraction`` (N, H, W) float32 amplitudes, ``probe`` (H, W) complex64, ``object``
     (Ho, Wo) complex64, ``coords`` (N, 2) float64 with columns ``(x, y)``; the optional
-    per-position arrays are ``None`` when the fixture does not hold them.
+    per-position arrays are ``None`` when the fixture does not hold them. ``groups`` is
+    the ``groups`` strategy's (N / G**2, G**2) int64 fixture indices, seed first, and
+    ``None`` for the other strategies.
     """
 
     diffraction: torch.Tensor
@@ -43,6 +46,7 @@ class PtychoTensors:
     xcoords_start: torch.Tensor | None = None
     ycoords_start: torch.Tensor | None = None
     scan_index: torch.Tensor | None = None
+    groups: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:

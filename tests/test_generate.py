@@ -231,7 +231,7 @@ def test_it_refuses_a_strategy_it_does_not_know(legacy: Path, out: Path) -> None
     with pytest.raises(OptionError) as caught:
         generate_fixture(legacy, out / "fixture.npz", strategy="random")
     assert str(caught.value) == (
-        "strategy: 'random' is not a subset strategy: expected stratified, first or spread"
+        "strategy: 'random' is not a subset strategy: expected stratified, first, spread or groups"
     )
     assert folder_entries(out) == []
 

@@ -76,13 +76,19 @@ def test_the_built_in_default_fixture_has_the_golden_content_digest(tmp_path: Pa
 GOLDEN_SPREAD_CONTENT_SHA256 = "418842225075bccdf5d8b2bf572e703d9b14fefcc1f12df61c3bc8775492ed9b"
 
 
-def test_the_spread_fixture_of_the_built_in_source_has_the_golden_content_digest(
-    tmp_path: Path,
+#: The ``groups`` subset (gridsize 2) of the built-in source, with its groups array.
+GOLDEN_GROUPS_CONTENT_SHA256 = "9d75dd41f75d1c7d632855ead7ce4dc5e7c29a3b9d621f5e9a9e29be5113dfaa"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "golden"),
+    [("spread", GOLDEN_SPREAD_CONTENT_SHA256), ("groups", GOLDEN_GROUPS_CONTENT_SHA256)],
+)
+def test_the_spread_and_groups_fixtures_of_the_built_in_source_have_their_golden_digests(
+    tmp_path: Path, strategy: str, golden: str
 ) -> None:
-    result = generate_fixture(None, tmp_path / "spread.npz", strategy="spread")
-    assert load_npz(result.output_path).content_sha256 == GOLDEN_SPREAD_CONTENT_SHA256, (
-        f"numpy {np.__version__}"
-    )
+    result = generate_fixture(None, tmp_path / f"{strategy}.npz", strategy=strategy)
+    assert load_npz(result.output_path).content_sha256 == golden, f"numpy {np.__version__}"
 
 
 def test_the_shipped_sidecar_records_the_golden_digest_and_its_arrays(tmp_path: Path) -> None:

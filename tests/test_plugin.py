@@ -588,7 +588,7 @@ def test_it_hands_out_read_only_arrays_and_metadata(pytester: pytest.Pytester) -
             ["-o", "ptycho_fixture_subset_strategy=random"],
             (
                 "ERROR: ini option ptycho_fixture_subset_strategy: 'random' is not a subset"
-                " strategy: expected stratified, first or spread"
+                " strategy: expected stratified, first, spread or groups"
             ),
         ),
         (
@@ -698,3 +698,73 @@ def test_the_spread_strategy_is_an_ini_option_and_its_fixture_covers_the_scan(
     result = pytester.runpytest()
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["ptycho-fixture: *(made with the fixture)*(64 positions, spread)*"])
+
+
+def test_a_groups_fixture_hands_its_groups_to_torch_and_the_others_hand_none(
+    pytester: pytest.Pytester,
+) -> None:
+    ini(pytester, ptycho_fixture_subset_strategy="groups", ptycho_fixture_gridsize=2)
+    pytester.makepyfile(
+        """
+        import torch
+
+        def test_groups(ptycho_tensors, ptycho_metadata, ptycho_device):
+            groups = ptycho_tensors.groups
+            assert groups.dtype == torch.int64 and groups.shape == (16, 4)
+            assert groups.device == ptycho_device
+            assert groups.tolist() == [list(g) for g in ptycho_metadata["groups"]]
+            # One batch of gridsize groups: (groups, 4, H, W).
+            assert ptycho_tensors.diffraction[groups].shape == (16, 4, 64, 64)
+
+        def test_variants(ptycho_fixture_factory):
+            import numpy as np
+
+            with np.load(ptycho_fixture_factory(strategy="groups", gridsize=4)) as data:
+                assert data["groups"].shape == (4, 16)
+            with np.load(ptycho_fixture_factory(strategy="stratified")) as data:
+                assert "groups" not in data.files
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["ptycho-fixture: *(64 positions, groups of 2x2)*"])
+
+
+def test_a_default_fixture_has_no_groups_tensor(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_groups(ptycho_tensors):
+            assert ptycho_tensors.groups is None
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"ptycho_fixture_gridsize": 2},
+            ("ERROR: ini option ptycho_fixture_gridsize in tox.ini: 2 is not a setting for this"
+            " strategy: expected no gridsize, or the groups strategy"),
+        ),
+        (
+            {"ptycho_fixture_subset_strategy": "groups", "ptycho_fixture_gridsize": "two"},
+            ("ERROR: ini option ptycho_fixture_gridsize in tox.ini: 'two' is not a gridsize:"
+            " expected a whole number >= 1, e.g. 2 for 2x2 groups"),
+        ),
+        (
+            {"ptycho_fixture_subset_strategy": "groups", "ptycho_fixture_subset_size": 18},
+            ("ERROR: ini option ptycho_fixture_gridsize in tox.ini: 2 is not a gridsize for 18"
+            " positions: expected one whose square divides the subset size (4 does not divide"
+            " 18)"),
+        ),
+    ],
+)
+def test_a_gridsize_that_does_not_fit_is_a_usage_error(
+    pytester: pytest.Pytester, options: dict[str, object], message: str
+) -> None:
+    ini(pytester, **options)
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])

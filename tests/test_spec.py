@@ -102,20 +102,20 @@ def test_each_parse_function_accepts_its_valid_forms(
         (
             spec.parse_strategy,
             "nope",
-            "--subset-strategy: 'nope' is not a subset strategy: expected stratified, first or spread",
+            "--subset-strategy: 'nope' is not a subset strategy: expected stratified, first, spread or groups",
         ),
         (
             spec.parse_strategy,
             "Stratified",
             (
                 "--subset-strategy: 'Stratified' is not a subset strategy:"
-                " expected stratified, first or spread"
+                " expected stratified, first, spread or groups"
             ),
         ),
         (
             spec.parse_strategy,
             "",
-            "--subset-strategy: '' is not a subset strategy: expected stratified, first or spread",
+            "--subset-strategy: '' is not a subset strategy: expected stratified, first, spread or groups",
         ),
         (spec.parse_layout, "hwn", f"--layout: 'hwn' is not a layout: expected {LAYOUT_EXPECTED}"),
         (
@@ -239,9 +239,9 @@ def test_an_option_error_keeps_its_parts_as_attributes_and_is_a_value_error() ->
         "strategy",
         "random",
         "subset strategy",
-        "stratified, first or spread",
+        "stratified, first, spread or groups",
     )
-    assert error.reason == "'random' is not a subset strategy: expected stratified, first or spread"
+    assert error.reason == "'random' is not a subset strategy: expected stratified, first, spread or groups"
 
 
 def test_an_option_error_survives_pickling() -> None:
@@ -277,7 +277,7 @@ def test_an_argparse_parser_reports_the_flag_once(capsys: pytest.CaptureFixture[
     assert caught.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         "prog: error: argument --subset-strategy: 'nope' is not a subset strategy:"
-        " expected stratified, first or spread"
+        " expected stratified, first, spread or groups"
     )
 
 
@@ -310,7 +310,7 @@ def test_importing_spec_imports_neither_numpy_nor_torch() -> None:
             ["generate", "--subset-strategy", "nope"],
             (
                 "argument --subset-strategy: 'nope' is not a subset strategy:"
-                " expected stratified, first or spread"
+                " expected stratified, first, spread or groups"
             ),
         ),
         (
@@ -354,7 +354,7 @@ def test_the_cli_refuses_a_bad_option_value_with_its_usage_naming_the_flag(
 def test_the_cli_help_still_lists_the_values_of_strategy_and_layout() -> None:
     result = run_cli("generate", "--help")
     assert result.returncode == 0
-    assert "--subset-strategy {stratified,first,spread}" in result.stdout
+    assert "--subset-strategy {stratified,first,spread,groups}" in result.stdout
     assert "--layout {HWN,NHW}" in result.stdout
 
 
@@ -366,7 +366,7 @@ def test_the_api_refuses_a_bad_strategy_with_the_cli_wording(legacy: Path, out: 
         generate_fixture(legacy, out / "fixture.npz", strategy="nope")
     cli = run_cli("generate", "--output", out / "f.npz", "--subset-strategy", "nope")
     assert str(caught.value) == (
-        "strategy: 'nope' is not a subset strategy: expected stratified, first or spread"
+        "strategy: 'nope' is not a subset strategy: expected stratified, first, spread or groups"
     )
     assert cli.stderr.splitlines()[-1].endswith(f"--subset-strategy: {caught.value.reason}")
     assert folder_entries(out) == []
