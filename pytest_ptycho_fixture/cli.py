@@ -116,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-diff3d-alias",
         dest="diff3d_alias",
         action="store_false",
-        help="do not write the legacy 'diff3d' copy of 'diffraction'",
+        help="do not write the legacy 'diff3d' copy of 'diffraction' (PtychoPINN's"
+        " RawData.from_file and its training command read only 'diff3d' and refuse such a"
+        " fixture)",
     )
     gen.add_argument(
         "--no-compress", dest="compress", action="store_false", help="store members uncompressed"
