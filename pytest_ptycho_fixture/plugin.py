@@ -23,8 +23,11 @@ from . import devices
 from .spec import (
     CACHE_FOLDER,
     DEFAULT_GRIDSIZE,
+    DEFAULT_SET,
     DEFAULT_STRATEGY,
     DEFAULT_SUBSET,
+    REGEN_ALL,
+    SETS_FOLDER,
     FixtureSpec,
     OptionError,
     argparse_type,
@@ -34,7 +37,9 @@ from .spec import (
     parse_device,
     parse_gridsize,
     parse_layout,
+    parse_regen,
     parse_seconds,
+    parse_sets,
     parse_strategy,
     parse_subset_size,
     resolve_source,
@@ -52,6 +57,7 @@ if TYPE_CHECKING:
 
     from .cache import FixtureCache, Verified
     from .messages import FixtureError
+    from .sets import FixtureSet
     from .tensors import PtychoTensors, SharedTensors
 
 _T = TypeVar("_T")
@@ -88,12 +94,18 @@ class RunState:
     worker: str | None
     device: str
     lock_timeout: float
+    #: Plain ``--regen-fixture``: every set, and the cache-folder variants as they are used.
     regen: bool
     verify_source: bool
+    #: The fixture sets by name: :data:`DEFAULT_SET` (``spec``), then ``ptycho_fixture_sets``.
+    sets: Mapping[str, FixtureSpec] = field(default_factory=dict)
+    #: The sets whose sidecars the controller rewrites before the tests (``--regen-fixture``).
+    regenerate: list[str] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
     _cache: FixtureCache | None = None
     _devices: list[str] | None = None
     _shared: SharedTensors | None = None
+    _set_shared: dict[str, SharedTensors] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RunState:
@@ -110,16 +122,32 @@ class RunState:
             )
         except OptionError as exc:
             raise pytest.UsageError(str(exc)) from None
+        path = _path(config, config.getini("ptycho_fixture_path"))
+        layout = _setting(config, "ptycho_fixture_layout", parse_layout)
         spec = main_spec(
-            path=_path(config, config.getini("ptycho_fixture_path")),
+            path=path,
             sidecar=_path(config, config.getini("ptycho_fixture_metadata")),
             source=source,
             subset_size=subset_size,
             strategy=strategy,
             folder=folder,
-            layout=_setting(config, "ptycho_fixture_layout", parse_layout),
+            layout=layout,
             gridsize=gridsize,
         )
+        try:
+            declared = parse_sets(
+                config.getini("ptycho_fixture_sets"),
+                _ini(config, "ptycho_fixture_sets"),
+                root=config.rootpath,
+                folder=path.parent if path is not None else config.rootpath / SETS_FOLDER,
+                main=spec,
+                layout=layout,
+            )
+            sets = {DEFAULT_SET: spec, **declared}
+            asked: str | None = config.getoption("regen_fixture")
+            regenerate = [] if asked is None else parse_regen(asked, sets)
+        except OptionError as exc:
+            raise pytest.UsageError(str(exc)) from None
         return cls(
             spec=spec,
             folder=folder,
@@ -128,8 +156,10 @@ class RunState:
             worker=workerinput.get("workerid"),
             device=_setting(config, "ptycho_device", parse_device),
             lock_timeout=_setting(config, "ptycho_fixture_lock_timeout", parse_seconds),
-            regen=bool(config.getoption("regen_fixture")),
+            regen=asked == REGEN_ALL,
             verify_source=bool(config.getini("ptycho_fixture_verify_source")),
+            sets=sets,
+            regenerate=regenerate,
         )
 
     @property
@@ -169,9 +199,10 @@ class RunState:
         return self._devices
 
     @property
-    def shared_if_made(self) -> SharedTensors | None:
-        """The session tensors if a test has used them, else ``None``."""
-        return self._shared
+    def shared_if_made(self) -> list[SharedTensors]:
+        """The session tensors the tests have used: the main fixture's and each set's."""
+        made = [] if self._shared is None else [self._shared]
+        return made + list(self._set_shared.values())
 
     @property
     def shared(self) -> SharedTensors:
@@ -185,6 +216,41 @@ class RunState:
             )
         return self._shared
 
+    def open_set(self, name: str) -> FixtureSet:
+        """The set ``name``, verified (generated if need be); an error fails the test."""
+        from .sets import FixtureSet
+
+        verified = self.verified(self.sets[name])
+        self.stats.note_set(name)
+        return FixtureSet(name, verified, lambda: self._set_tensors(name, verified))
+
+    def _set_tensors(self, name: str, verified: Verified) -> PtychoTensors:
+        """A set's session tensors on the first selected device, under the guard."""
+        device = self.devices[0]
+        try:
+            devices.torch_device(device)
+        except devices.TorchMissing as exc:
+            message = f"ptycho-fixture: {exc}"
+        else:
+            self.stats.note_device(devices.describe_device(device))
+            return self._shared_set(name).get(verified.arrays, device)
+        pytest.fail(message, pytrace=False)
+
+    def _shared_set(self, name: str) -> SharedTensors:
+        if name == DEFAULT_SET:
+            return self.shared  # the very tensors of ptycho_tensors
+        if name not in self._set_shared:
+            from .tensors import SharedTensors
+
+            spec = self.sets[name]
+            self._set_shared[name] = SharedTensors(
+                reload=lambda: self.cache.reload(spec),
+                fixture=show(self.root, spec.path),
+                name=f"ptycho_sets[{name!r}].tensors",
+                private_copy=f"call ptycho_sets[{name!r}].tensors.clone()",
+            )
+        return self._set_shared[name]
+
 
 STATE = pytest.StashKey[RunState]()
 
@@ -196,9 +262,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ptycho-fixture", "canonical ptychography fixture")
     group.addoption(
         "--regen-fixture",
-        action="store_true",
+        nargs="?",
+        const=REGEN_ALL,
+        metavar="NAME[,NAME]",
         help="regenerate the fixture NPZ and rewrite its sidecar (new digests, new"
-        " 'created'), once per run, then run the tests on the new data; commit the sidecar",
+        " 'created'), once per run, then run the tests on the new data; commit the sidecar."
+        " Without a value: the main fixture and every set of ptycho_fixture_sets;"
+        " --regen-fixture=NAME[,NAME]: only those sets (default is the main fixture)."
+        " Before a test path, write --regen-fixture -- PATH",
     )
     group.addoption(
         "--ptycho-device",
@@ -262,6 +333,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "layout of the source diffraction, HWN (legacy) or NHW; needed only when H == W == N"
         " makes it ambiguous (default: decided from the number of coordinates)",
         default="",
+    )
+    parser.addini(
+        "ptycho_fixture_sets",
+        "named fixture sets, one a line: NAME key=value ..., keys source, subset_size,"
+        " strategy, gridsize, layout, path; each its own NPZ and committed sidecar (default"
+        f" path: NAME.npz in the folder of ptycho_fixture_path, else in {SETS_FOLDER.as_posix()});"
+        " a key left out takes the main fixture's value. See the ptycho_sets fixture",
+        type="linelist",
+        default=[],
     )
     parser.addini(
         "ptycho_fixture_verify_source",
@@ -331,25 +411,37 @@ def _check_explicit_requests(config: pytest.Config, state: RunState) -> None:
         except devices.DeviceUnavailable as exc:
             origin = "--ptycho-device" if config.getoption("ptycho_device") else "ptycho_device"
             raise pytest.UsageError(f"{origin}: {exc}") from None
-    if state.regen and state.spec.shipped:
+    if DEFAULT_SET in state.regenerate and state.spec.shipped:
+        others = [name for name in state.sets if name != DEFAULT_SET]
+        only = f"; or regenerate only the sets: --regen-fixture={','.join(others)}"
         raise pytest.UsageError(
             f"--regen-fixture would rewrite the sidecar shipped inside pytest-ptycho-fixture"
             f" ({state.spec.sidecar}); set the ptycho_fixture_path ini option (its sidecar is"
             " the same path with .json) or ptycho_fixture_metadata to keep a sidecar in your"
-            " project"
+            f" project{only if others else ''}"
         )
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash[STATE]
     spec, root = state.spec, state.root
     kind = " (shipped)" if spec.shipped else "" if spec.committed else " (made with the fixture)"
-    return (
+    main = (
         f"ptycho-fixture: {show(root, spec.path)}, sidecar {show(root, spec.sidecar)}"
         f"{kind}, source {source_label(root, spec)}"
         f" ({spec.subset_size} positions, {spec.strategy}{_groups(spec)}),"
         f" device {devices.header_device(state.device)}"
     )
+    lines = [main]
+    declared = [
+        f"{name} {show(root, each.path)} ({source_label(root, each)}, {each.subset_size}"
+        f" positions, {each.strategy}{_groups(each)})"
+        for name, each in state.sets.items()
+        if name != DEFAULT_SET
+    ]
+    if declared:
+        lines.append(f"ptycho-fixture: sets {', '.join(declared)}")
+    return lines
 
 
 def _groups(spec: FixtureSpec) -> str:
@@ -360,11 +452,12 @@ def _groups(spec: FixtureSpec) -> str:
 def pytest_sessionstart(session: pytest.Session) -> None:
     # Before pytest-xdist starts workers (its hook runs last), so they only verify.
     state = session.config.stash[STATE]
-    if state.regen and state.worker is None:
+    if state.regenerate and state.worker is None:
         from .messages import FixtureError
 
         try:
-            state.cache.regenerate(state.spec)
+            for name in state.regenerate:
+                state.cache.regenerate(state.sets[name])
         except FixtureError as exc:
             raise pytest.UsageError(str(exc)) from None
 
@@ -388,7 +481,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    for line in config.stash[STATE].stats.summary():
+    state = config.stash[STATE]
+    for line in state.stats.summary(set_order=list(state.sets)):
         terminalreporter.write_line(line)
 
 
@@ -411,17 +505,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _guard(item: pytest.Item) -> None:
-    shared = item.config.stash[STATE].shared_if_made
-    if shared is None:
+    made = item.config.stash[STATE].shared_if_made
+    if not made:
         return
     from .messages import FixtureError
 
-    try:
-        message = shared.check(item.nodeid)
-    except FixtureError as exc:
-        message = str(exc)
-    if message:
-        pytest.fail(message, pytrace=False)
+    messages: list[str] = []
+    for shared in made:  # each, so that every modified tensor is restored
+        try:
+            message = shared.check(item.nodeid)
+        except FixtureError as exc:
+            message = str(exc)
+        if message:
+            messages.append(message)
+    if messages:
+        pytest.fail("\n".join(messages), pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -496,6 +594,20 @@ def ptycho_tensors(request: pytest.FixtureRequest, ptycho_device: torch.device) 
 def ptycho_batch(ptycho_tensors: PtychoTensors) -> PtychoTensors:
     """A private copy of ``ptycho_tensors`` for one test, which it may modify freely."""
     return ptycho_tensors.clone()
+
+
+@pytest.fixture(scope="session")
+def ptycho_sets(request: pytest.FixtureRequest) -> Mapping[str, FixtureSet]:
+    """The fixture sets of ``ptycho_fixture_sets`` by name (``default``: the main fixture).
+
+    A read-only mapping; ``ptycho_sets[NAME]`` verifies (or generates) that set on first
+    access and has ``.path``, ``.metadata``, ``.arrays`` and ``.tensors`` (on the first
+    selected device, shared by every test and guarded as ``ptycho_tensors`` is).
+    """
+    from .sets import fixture_sets
+
+    state = request.config.stash[STATE]
+    return fixture_sets(state.sets, state.open_set)
 
 
 @final

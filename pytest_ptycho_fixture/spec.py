@@ -19,7 +19,7 @@ import math
 import operator
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar, final
@@ -358,3 +358,134 @@ def show(root: Path | None, path: Path) -> str:
 def source_label(root: Path | None, spec: FixtureSpec) -> str:
     """The source as the header and messages name it."""
     return BUILTIN_SOURCE if spec.source is None else show(root, spec.source)
+
+
+# -- named fixture sets -----------------------------------------------------------------
+
+#: The name of the main fixture among the sets, which no ``ptycho_fixture_sets`` line
+#: may declare: it is configured by the ``ptycho_fixture_*`` options.
+DEFAULT_SET = "default"
+#: Where a set's NPZ and sidecar go when no ``ptycho_fixture_path`` says which folder.
+SETS_FOLDER = Path("tests") / "fixtures" / "ptycho"
+SET_KEYS = ("source", "subset_size", "strategy", "gridsize", "layout", "path")
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+#: ``--regen-fixture`` without a value: every set.
+REGEN_ALL = "*"
+
+
+def _set_name(text: str, option: str, taken: Iterable[str]) -> str:
+    if not text or not set(text) <= _NAME_CHARACTERS:
+        raise OptionError(option, text, "set name", "letters, digits, '_', '.' and '-'")
+    if text == DEFAULT_SET:
+        raise OptionError(
+            option,
+            text,
+            "name a line may declare",
+            "another name (default is the main fixture, set by the ptycho_fixture_* options)",
+        )
+    if text in taken:
+        raise OptionError(option, text, "new set name", "a name no earlier line declares")
+    return text
+
+
+def _set_line(line: str, where: str, taken: Iterable[str]) -> tuple[str, dict[str, str]]:
+    """A set's name and its ``key=value`` pairs, as text."""
+    name, *pairs = line.split()
+    name = _set_name(name, f"{where}: name", taken)
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals:
+            raise OptionError(f"{where}: {pair}", pair, "setting", "key=value")
+        if key not in SET_KEYS:
+            raise OptionError(f"{where}: {key}", key, "set key", _one_of(SET_KEYS))
+        if key in values:
+            raise OptionError(f"{where}: {key}", pair, "new key", "each key once a line")
+        values[key] = value
+    return name, values
+
+
+def _given(
+    values: Mapping[str, str], key: str, parse: Callable[[str, str], _T], default: _T, where: str
+) -> _T:
+    return parse(values[key], f"{where}: {key}") if key in values else default
+
+
+def parse_sets(
+    lines: Iterable[str],
+    option: str,
+    *,
+    root: Path,
+    folder: Path,
+    main: FixtureSpec,
+    layout: str | None = None,
+) -> dict[str, FixtureSpec]:
+    """The ``ptycho_fixture_sets`` lines ``NAME key=value ...`` as committed fixtures by name.
+
+    Each value is parsed by the ``parse_*`` function of its ini option; a key a line
+    leaves out takes the main fixture's value (``layout``: the configured one; a gridsize
+    only for ``groups``). A set lives at ``folder/NAME.npz`` unless ``path=`` (relative
+    to ``root``) says otherwise, with its sidecar beside it. A refused line is an
+    :class:`OptionError` naming ``option``, the line and the key.
+    """
+    sets: dict[str, FixtureSpec] = {}
+    owners = {main.path: DEFAULT_SET}
+    for line in lines:
+        where = f"{option}, line {line!r}"
+        name, values = _set_line(line, where, sets)
+
+        def parsed(key: str, parse: Callable[[str, str], _T], default: _T) -> _T:
+            return _given(values, key, parse, default, where)  # noqa: B023 (used at once)
+
+        source = resolve_source(root, values["source"]) if "source" in values else main.source
+        size = parsed("subset_size", parse_subset_size, main.subset_size)
+        strategy = parsed("strategy", parse_strategy, main.strategy)
+        given: int | None = parsed("gridsize", parse_gridsize, None)
+        if given is None and strategy == "groups":
+            given = main.gridsize
+        gridsize = grouping(strategy, size, given, f"{where}: gridsize")
+        chosen_layout = parsed("layout", parse_layout, layout)
+        path = root / Path(values["path"]).expanduser() if "path" in values else None
+        path = path or folder / f"{name}.npz"
+        if path.suffix != ".npz":
+            raise OptionError(
+                f"{where}: path", values["path"], "fixture path", "a path ending .npz"
+            )
+        if path in owners:
+            raise OptionError(
+                f"{where}: path",
+                show(root, path),
+                "path of a set of its own",
+                f"another path (it is the fixture of the set {owners[path]})",
+            )
+        owners[path] = name
+        sets[name] = FixtureSpec(
+            path,
+            path.with_suffix(".json"),
+            source,
+            size,
+            strategy,
+            True,
+            chosen_layout if source is not None else None,
+            gridsize,
+        )
+    return sets
+
+
+def parse_regen(text: str, names: Iterable[str], option: str = "--regen-fixture") -> list[str]:
+    """The sets ``--regen-fixture[=NAME[,NAME]]`` regenerates: all of ``names`` for
+    :data:`REGEN_ALL`, else the ones named, each once."""
+    known = list(names)
+    if text == REGEN_ALL:
+        return known
+    chosen = [name.strip() for name in text.split(",")]
+    for name in chosen:
+        if name not in known:
+            raise OptionError(
+                option,
+                name,
+                "fixture set",
+                f"{_one_of(tuple(known))}, or no value for all of them (before a test path,"
+                " put the flag after the path or write --regen-fixture -- PATH)",
+            )
+    return list(dict.fromkeys(chosen))

@@ -6,7 +6,7 @@ plain data (:meth:`Stats.to_dict`), which merges them and prints the summary.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, final
 
@@ -22,6 +22,8 @@ class Stats:
     rewritten: list[str] = field(default_factory=list)
     errors: int = 0
     devices: list[str] = field(default_factory=list)
+    #: The fixture sets the tests asked ``ptycho_sets`` for.
+    sets: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -31,6 +33,7 @@ class Stats:
             "rewritten": list(self.rewritten),
             "errors": self.errors,
             "devices": list(self.devices),
+            "sets": list(self.sets),
         }
 
     def merge(self, data: Mapping[str, Any]) -> None:
@@ -41,13 +44,22 @@ class Stats:
         self.rewritten += [item for item in data["rewritten"] if item not in self.rewritten]
         self.errors += int(data["errors"])
         self.devices += [item for item in data["devices"] if item not in self.devices]
+        self.sets += [item for item in data.get("sets", ()) if item not in self.sets]
 
     def note_device(self, device: str) -> None:
         if device not in self.devices:
             self.devices.append(device)
 
-    def summary(self) -> list[str]:
-        """The terminal summary: nothing if the fixture was not used."""
+    def note_set(self, name: str) -> None:
+        if name not in self.sets:
+            self.sets.append(name)
+
+    def summary(self, set_order: Sequence[str] = ()) -> list[str]:
+        """The terminal summary: nothing if the fixture was not used.
+
+        The sets used are listed in ``set_order`` (the order they were declared in), any
+        others after them.
+        """
         if not (self.generations or self.verifications or self.errors):
             return []
         first = _count(len(self.generations), "generation")
@@ -63,6 +75,10 @@ class Stats:
         if self.devices:
             parts.append(f"device{'s' if len(self.devices) > 1 else ''} {', '.join(self.devices)}")
         lines = [f"ptycho-fixture: {', '.join(parts)}"]
+        if self.sets:
+            used = [name for name in set_order if name in self.sets]
+            used += [name for name in self.sets if name not in used]
+            lines.append(f"ptycho-fixture: sets used: {', '.join(used)}")
         lines += [f"ptycho-fixture: {note}" for note in self.healed]
         lines += [
             f"ptycho-fixture: the sidecar {sidecar} was rewritten with the new digests; commit it"

@@ -145,6 +145,10 @@ class SharedTensors:
 
     reload: Callable[[], Mapping[str, NDArray[Any]]]
     fixture: str = "the fixture"
+    #: How a test reaches the tensors, as the error names them: ``NAME.diffraction``.
+    name: str = "ptycho_tensors"
+    #: What the error tells a test to do instead, ``... for a private copy``.
+    private_copy: str = "request the ptycho_batch fixture instead"
     by_device: dict[str, PtychoTensors] = field(default_factory=dict)
     baseline: dict[str, dict[str, int]] = field(default_factory=dict)
     pristine: dict[str, PtychoTensors] = field(default_factory=dict)
@@ -176,10 +180,10 @@ class SharedTensors:
         for device in dict.fromkeys(device for device, _ in changed):
             restore(self.by_device[device], pristine)
             self.baseline[device] = self.by_device[device].versions()
-        names = ", ".join(f"ptycho_tensors.{name} ({device})" for device, name in changed)
+        names = ", ".join(f"{self.name}.{name} ({device})" for device, name in changed)
         return (
             f"{test} modified the shared session tensor {names} in place. Every test gets"
             f" the same session tensors, so they were restored from {self.fixture} for the"
-            " tests that follow; request the ptycho_batch fixture instead for a private copy"
-            " that a test may modify."
+            f" tests that follow; {self.private_copy} for a private copy that a test may"
+            " modify."
         )
