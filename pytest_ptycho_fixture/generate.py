@@ -25,7 +25,6 @@ from .spec import (
     MIN_SUBSET,
     grouping,
     parse_fraction,
-    parse_gridsize,
     parse_strategy,
     parse_subset_size,
 )
@@ -256,10 +255,7 @@ def build_fixture(
 
     strategy = parse_strategy(strategy, "strategy")
     subset_size = parse_subset_size(subset_size, "subset_size")
-    gridsize = grouping(
-        strategy, subset_size, None if gridsize is None else parse_gridsize(gridsize, "gridsize"),
-        "gridsize",
-    )
+    gridsize = grouping(strategy, subset_size, gridsize, "gridsize")
     min_coverage = parse_fraction(min_coverage, "min_coverage")
     label, n = source.label, source.n_positions
     if subset_size > n:
@@ -435,10 +431,7 @@ def generate_fixture(
     # Options first: they are refused whatever the source, before it is opened.
     strategy = parse_strategy(strategy, "strategy")
     subset_size = parse_subset_size(subset_size, "subset_size")
-    gridsize = grouping(
-        strategy, subset_size, None if gridsize is None else parse_gridsize(gridsize, "gridsize"),
-        "gridsize",
-    )
+    gridsize = grouping(strategy, subset_size, gridsize, "gridsize")
     min_coverage = parse_fraction(min_coverage, "min_coverage")
     output = Path(output_path)
     sidecar = Path(metadata_path) if metadata_path else default_sidecar_path(output)

@@ -35,7 +35,6 @@ from .spec import (
     grouping,
     main_spec,
     parse_device,
-    parse_gridsize,
     parse_layout,
     parse_regen,
     parse_seconds,
@@ -115,10 +114,12 @@ class RunState:
         source = resolve_source(config.rootpath, _setting(config, "ptycho_fixture_source", _text))
         subset_size = _setting(config, "ptycho_fixture_subset_size", parse_subset_size)
         strategy = _setting(config, "ptycho_fixture_subset_strategy", parse_strategy)
-        gridsize = _setting(config, "ptycho_fixture_gridsize", _optional_gridsize)
         try:
             gridsize = grouping(
-                strategy, subset_size, gridsize, _ini(config, "ptycho_fixture_gridsize")
+                strategy,
+                subset_size,
+                config.getini("ptycho_fixture_gridsize"),
+                _ini(config, "ptycho_fixture_gridsize"),
             )
         except OptionError as exc:
             raise pytest.UsageError(str(exc)) from None
@@ -367,8 +368,6 @@ def _text(text: str, option: str) -> str:
     return text
 
 
-def _optional_gridsize(text: str, option: str) -> int | None:
-    return parse_gridsize(text, option) if text.strip() else None
 
 
 def _setting(config: pytest.Config, name: str, parse: Callable[[str, str], _T]) -> _T:
@@ -638,17 +637,13 @@ class Factory:
                 else parse_subset_size(subset_size, "subset_size")
             )
             chosen = defaults.strategy if strategy is None else parse_strategy(strategy, "strategy")
-            if gridsize is not None:
-                gridsize = parse_gridsize(gridsize, "gridsize")
-            elif chosen == defaults.strategy:
-                gridsize = defaults.gridsize
             spec = cached_spec(
                 state.folder,
                 defaults.source if source is None else resolve_source(state.root, source),
                 size,
                 chosen,
                 defaults.layout if layout is None else parse_layout(layout, "layout"),
-                grouping(chosen, size, gridsize, "gridsize"),
+                grouping(chosen, size, gridsize, "gridsize", defaults.gridsize),
             )
         except OptionError as exc:
             refused = exc

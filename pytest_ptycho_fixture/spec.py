@@ -125,20 +125,30 @@ def parse_gridsize(text: str | int, option: str = "--gridsize") -> int:
 
 
 def grouping(
-    strategy: str, subset_size: int, gridsize: int | None, option: str = "--gridsize"
+    strategy: str,
+    subset_size: int,
+    gridsize: str | int | None,
+    option: str = "--gridsize",
+    inherited: int | None = None,
 ) -> int | None:
     """The gridsize a subset is built with: ``None`` unless ``strategy`` is ``groups``.
 
-    A gridsize given with another strategy, or a subset size that is not a multiple of
-    gridsize**2, is an :class:`OptionError` naming ``option``.
+    ``gridsize`` is what was given (parsed here by :func:`parse_gridsize`; ``None`` or
+    empty text: none); a ``groups`` subset without one takes ``inherited`` (the main
+    fixture's), else :data:`DEFAULT_GRIDSIZE`. A gridsize given with another strategy,
+    or a subset size that is not a multiple of gridsize**2, is an :class:`OptionError`
+    naming ``option``.
     """
+    given = None
+    if gridsize is not None and not (isinstance(gridsize, str) and not gridsize.strip()):
+        given = parse_gridsize(gridsize, option)
     if strategy != "groups":
-        if gridsize is not None:
+        if given is not None:
             raise OptionError(
-                option, gridsize, "setting for this strategy", "no gridsize, or the groups strategy"
+                option, given, "setting for this strategy", "no gridsize, or the groups strategy"
             )
         return None
-    size = DEFAULT_GRIDSIZE if gridsize is None else gridsize
+    size = given if given is not None else inherited if inherited is not None else DEFAULT_GRIDSIZE
     if subset_size % (size * size):
         raise OptionError(
             option,
@@ -440,10 +450,9 @@ def parse_sets(
         source = resolve_source(root, values["source"]) if "source" in values else main.source
         size = parsed("subset_size", parse_subset_size, main.subset_size)
         strategy = parsed("strategy", parse_strategy, main.strategy)
-        given: int | None = parsed("gridsize", parse_gridsize, None)
-        if given is None and strategy == "groups":
-            given = main.gridsize
-        gridsize = grouping(strategy, size, given, f"{where}: gridsize")
+        gridsize = grouping(
+            strategy, size, values.get("gridsize"), f"{where}: gridsize", main.gridsize
+        )
         chosen_layout = parsed("layout", parse_layout, layout)
         path = root / Path(values["path"]).expanduser() if "path" in values else None
         path = path or folder / f"{name}.npz"
