@@ -225,17 +225,23 @@ class RunState:
         self.stats.note_set(name)
         return FixtureSet(name, verified, lambda: self._set_tensors(name, verified))
 
-    def _set_tensors(self, name: str, verified: Verified) -> PtychoTensors:
-        """A set's session tensors on the first selected device, under the guard."""
-        device = self.devices[0]
+    def torch_device(self, device: str) -> torch.device:
+        """``device`` as a ``torch.device``, noted for the summary; without torch the test
+        fails with the line that says how to install it."""
         try:
-            devices.torch_device(device)
+            chosen = devices.torch_device(device)
         except devices.TorchMissing as exc:
             message = f"ptycho-fixture: {exc}"
         else:
             self.stats.note_device(devices.describe_device(device))
-            return self._shared_set(name).get(verified.arrays, device)
+            return chosen
         pytest.fail(message, pytrace=False)
+
+    def _set_tensors(self, name: str, verified: Verified) -> PtychoTensors:
+        """A set's session tensors on the first selected device, under the guard."""
+        device = self.devices[0]
+        self.torch_device(device)
+        return self._shared_set(name).get(verified.arrays, device)
 
     def _shared_set(self, name: str) -> SharedTensors:
         if name == DEFAULT_SET:
@@ -565,15 +571,7 @@ def ptycho_arrays(request: pytest.FixtureRequest) -> Mapping[str, NDArray[Any]]:
 def ptycho_device(request: pytest.FixtureRequest) -> torch.device:
     """The selected ``torch.device`` (``--ptycho-device``; ``all`` parametrizes over each)."""
     state = request.config.stash[STATE]
-    device = getattr(request, "param", None) or state.devices[0]
-    try:
-        chosen = devices.torch_device(device)
-    except devices.TorchMissing as exc:
-        message = f"ptycho-fixture: {exc}"
-    else:
-        state.stats.note_device(devices.describe_device(device))
-        return chosen
-    pytest.fail(message, pytrace=False)
+    return state.torch_device(getattr(request, "param", None) or state.devices[0])
 
 
 @pytest.fixture(scope="session")
