@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import contract as c
 from .contract import ContractError
 from .spec import BUILTIN_SOURCE, SHIPPED_SIDECAR
-from .subsets import CELLS, COVERAGE_GRID
+from .subsets import CELLS, COVERAGE_GRID, span_fraction
 
 if TYPE_CHECKING:
     import numpy as np
@@ -192,10 +192,7 @@ def _coverage(view: FixtureView) -> str:
         return "coverage unknown (no source)"
     parts = []
     for axis, values, key in zip("xy", view.source_positions, (c.XCOORDS, c.YCOORDS)):
-        chosen = view.arrays[key]
-        full = float(values.max() - values.min())
-        part = float(chosen.max() - chosen.min())
-        parts.append(f"{axis} {1.0 if full == 0 else part / full:.1%}")
+        parts.append(f"{axis} {span_fraction(values, view.arrays[key]):.1%}")
     return f"coverage {', '.join(parts)}"
 
 

@@ -217,8 +217,12 @@ class _Grid:
 
 def coverage(values: NDArray[Any], indices: Sequence[int]) -> float:
     """Range of the subset's values over the range of all values (1.0 for a constant)."""
+    return span_fraction(values, values[list(indices)])
+
+
+def span_fraction(values: NDArray[Any], chosen: NDArray[Any]) -> float:
+    """Range of ``chosen`` over the range of ``values`` (1.0 for a constant)."""
     full = float(values.max() - values.min())
-    chosen = values[list(indices)]
     part = float(chosen.max() - chosen.min())
     return 1.0 if full == 0 else part / full
 
