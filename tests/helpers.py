@@ -23,7 +23,7 @@ import pytest
 from numpy.typing import NDArray
 
 from pytest_ptycho_fixture import npzwrite
-from pytest_ptycho_fixture.simulate import simulate_source
+from pytest_ptycho_fixture.simulate import X_RANGE, Y_RANGE, simulate_source
 
 SOURCE_POSITIONS = 100
 
@@ -623,3 +623,22 @@ def generate_unprivileged(source: Path, output: Path) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     outcome: dict[str, Any] = json.loads(result.stdout)
     return outcome
+
+
+def run1084_shaped_scan(seed: int = 1084) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """1087 positions in raster order over Run1084's ranges, each moved by up to a third of
+    a step: a scan of the shape of Run1084, other than the built-in one."""
+    rng = np.random.default_rng(seed)
+    side = 33
+    gx, gy = np.meshgrid(np.linspace(*X_RANGE, side), np.linspace(*Y_RANGE, side))
+    step = (X_RANGE[1] - X_RANGE[0]) / (side - 1)
+    x = gx.ravel()[:1087] + rng.uniform(-step / 3, step / 3, 1087)
+    y = gy.ravel()[:1087] + rng.uniform(-step / 3, step / 3, 1087)
+    return x, y
+
+
+def write_run1084_shaped_source(path: Path) -> Path:
+    """The simulated 1087-position source with the positions of :func:`run1084_shaped_scan`."""
+    x, y = run1084_shaped_scan()
+    npzwrite.write_npz(path, {**simulate_source(positions=1087), "xcoords": x, "ycoords": y})
+    return path

@@ -8,15 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import run1084_shaped_scan, run_cli, write_run1084_shaped_source
 from numpy.typing import NDArray
-from test_subsets import _run1084_shaped
 
 from pytest_ptycho_fixture.contract import ContractError, validate_fixture
 from pytest_ptycho_fixture.generate import generate_fixture
 from pytest_ptycho_fixture.npzread import load_npz
-from pytest_ptycho_fixture.npzwrite import write_npz
-from pytest_ptycho_fixture.simulate import simulate_source, synthetic_scan
+from pytest_ptycho_fixture.simulate import synthetic_scan
 from pytest_ptycho_fixture.spec import OptionError
 
 Scan = tuple[NDArray[np.float64], NDArray[np.float64]]
@@ -31,16 +29,13 @@ def _scan(name: str) -> Scan:
     if name == "built-in":
         built_in = synthetic_scan()
         return built_in.xcoords, built_in.ycoords
-    return _run1084_shaped()
+    return run1084_shaped_scan()
 
 
 def _source(tmp_path: Path, name: str) -> Path | None:
     if name == "built-in":
         return None
-    x, y = _run1084_shaped()
-    path = tmp_path / "run1084.npz"
-    write_npz(path, {**simulate_source(positions=1087), "xcoords": x, "ycoords": y})
-    return path
+    return write_run1084_shaped_source(tmp_path / "run1084.npz")
 
 
 def _fixture(tmp_path: Path, name: str, strategy: str = "groups") -> dict[str, object]:

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import run1084_shaped_scan, run_cli, write_run1084_shaped_source
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from pytest_ptycho_fixture.generate import generate_fixture
-from pytest_ptycho_fixture.npzwrite import write_npz
-from pytest_ptycho_fixture.simulate import X_RANGE, Y_RANGE, simulate_source, synthetic_scan
+from pytest_ptycho_fixture.simulate import synthetic_scan
 from pytest_ptycho_fixture.subsets import occupied_cells, spread, subset_indices
 
 
@@ -49,25 +48,13 @@ def _reference_spread(xs: list[float], ys: list[float], n: int) -> list[int]:
     return sorted(kept)
 
 
-def _run1084_shaped(seed: int = 1084) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """1087 positions in raster order over Run1084's ranges, each moved by up to a third of
-    a step: a scan of the shape of Run1084, other than the built-in one."""
-    rng = np.random.default_rng(seed)
-    side = 33
-    gx, gy = np.meshgrid(np.linspace(*X_RANGE, side), np.linspace(*Y_RANGE, side))
-    step = (X_RANGE[1] - X_RANGE[0]) / (side - 1)
-    x = gx.ravel()[:1087] + rng.uniform(-step / 3, step / 3, 1087)
-    y = gy.ravel()[:1087] + rng.uniform(-step / 3, step / 3, 1087)
-    return x, y
-
-
 @pytest.mark.parametrize("scan", ["built-in", "Run1084-shaped"])
 def test_spread_fills_at_least_56_of_64_cells_where_stratified_leaves_stripes(scan: str) -> None:
     if scan == "built-in":
         built_in = synthetic_scan()
         x, y = built_in.xcoords, built_in.ycoords
     else:
-        x, y = _run1084_shaped()
+        x, y = run1084_shaped_scan()
     spread_cells = occupied_cells(x, y, subset_indices("spread", x, y, 64))
     stratified_cells = occupied_cells(x, y, subset_indices("stratified", x, y, 64))
     assert spread_cells >= 56
@@ -181,10 +168,8 @@ def test_stratified_records_its_cells_and_says_when_it_leaves_stripes(tmp_path: 
 def test_generate_prints_the_cells_and_suggests_spread_for_stripes(
     tmp_path: Path, strategy: str, noted: bool
 ) -> None:
-    source = tmp_path / "run1084.npz"
-    arrays = simulate_source(positions=1087)
-    x, y = _run1084_shaped()
-    write_npz(source, {**arrays, "xcoords": x, "ycoords": y})
+    source = write_run1084_shaped_source(tmp_path / "run1084.npz")
+    x, y = run1084_shaped_scan()
     result = run_cli(
         "generate",
         "--source",
