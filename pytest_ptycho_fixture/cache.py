@@ -281,21 +281,20 @@ class FixtureCache:
         )
 
     def _generate(self, spec: FixtureSpec, *, write_sidecar: bool) -> dict[str, Any]:
-        from .generate import NpzSource, SyntheticSource, build_fixture, write_fixture
+        from .generate import build_fixture, open_source, write_fixture
         from .sidecar import write_sidecar as write_json_sidecar
 
         started = time.perf_counter()
         try:
             # A relative label keeps the committed sidecar free of this machine's paths.
-            source = (
-                SyntheticSource()
-                if spec.source is None
-                else NpzSource(
-                    spec.source,
-                    spec.layout,
-                    label=self.show(spec.source),
-                    verify=self.verify_source,
-                )
+            source = open_source(
+                spec.source,
+                spec.layout,
+                diffraction=spec.diffraction,
+                keys=None if spec.keys is None else dict(spec.keys),
+                label=None if spec.source is None else self.show(spec.source),
+                diffraction_label=None if spec.diffraction is None else self.show(spec.diffraction),
+                verify=self.verify_source,
             )
             fixture = build_fixture(
                 source, spec.subset_size, strategy=spec.strategy, gridsize=spec.gridsize
@@ -314,6 +313,8 @@ class FixtureCache:
             # The source is named once, as the user configured it.
             about_source = exc.path in (label, str(spec.source))
             detail = exc.message if about_source else str(exc)
+            if spec.diffraction is not None and exc.path == str(spec.diffraction):
+                detail = f"{self.show(spec.diffraction)}: {exc.message}"
             raise messages.SourceRefused(self.show(spec.path), label, detail) from None
         except OSError as exc:
             shown = self.show(spec.path)

@@ -31,6 +31,7 @@ from .spec import (
     grouping,
     parse_fraction,
     parse_gridsize,
+    parse_keys,
     parse_known_layout,
     parse_layout,
     parse_positions,
@@ -71,8 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--source",
         type=Path,
-        help="source NPZ, e.g. Run1084_recon3_postPC_shrunk_3.npz (default: the built-in"
-        " synthetic scan)",
+        help="source scan: an NPZ (e.g. Run1084_recon3_postPC_shrunk_3.npz), a CXI file, a"
+        " ptychodus product file (with --diffraction) or another HDF5 file (with --keys);"
+        " recognised by content (default: the built-in synthetic scan)",
+    )
+    gen.add_argument(
+        "--diffraction",
+        type=Path,
+        metavar="FILE",
+        help="the patterns of a ptychodus product --source: a CXI file or an NPZ",
+    )
+    gen.add_argument(
+        "--keys",
+        type=argparse_type(parse_keys, "--keys"),
+        metavar="KEY=/PATH,...",
+        help="the datasets of an HDF5 --source in a layout of its own, e.g."
+        " diffraction=/data,xcoords=/x,ycoords=/y,probeGuess=/probe,objectGuess=/object"
+        " (positions in object pixels; intensities=/path instead of diffraction= for"
+        " intensities)",
     )
     gen.add_argument("--output", type=Path, required=True, help="fixture NPZ to write")
     gen.add_argument(
@@ -135,8 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("path", type=Path, help="fixture NPZ")
     ver.add_argument("--metadata", type=Path, help="sidecar (default: PATH with .json)")
 
-    info = commands.add_parser("info", help="show a fixture's keys, shapes, ranges, digests")
-    info.add_argument("path", type=Path, help="NPZ file")
+    info = commands.add_parser(
+        "info",
+        help="show a fixture's keys, shapes, ranges, digests; for an HDF5 source, the datasets"
+        " a fixture is made from and their units",
+    )
+    info.add_argument("path", type=Path, help="NPZ file, or an HDF5 source")
+    info.add_argument(
+        "--diffraction", type=Path, metavar="FILE", help="the patterns of a ptychodus product"
+    )
+    info.add_argument(
+        "--keys",
+        type=argparse_type(parse_keys, "--keys"),
+        metavar="KEY=/PATH,...",
+        help="the datasets of an HDF5 source in a layout of its own (as for generate)",
+    )
 
     sim = commands.add_parser("simulate", help="write the full built-in synthetic source")
     sim.add_argument("--output", type=Path, required=True, help="source NPZ to write")
@@ -284,8 +314,16 @@ def _generate(args: argparse.Namespace) -> int:
         gridsize = grouping(args.subset_strategy, args.subset_size, args.gridsize)
     except OptionError as exc:
         raise _BadInput(str(exc)) from None
+    source = open_source(
+        args.source,
+        args.layout,
+        diffraction=args.diffraction,
+        keys=None if args.keys is None else dict(args.keys),
+        verify=args.verify_source,
+        progress=args.progress,
+    )
     fixture = build_fixture(
-        open_source(args.source, args.layout, verify=args.verify_source, progress=args.progress),
+        source,
         args.subset_size,
         strategy=args.subset_strategy,
         gridsize=gridsize,
@@ -385,8 +423,13 @@ def _describe(array: Any) -> str:
 
 def _info(args: argparse.Namespace) -> int:
     from .digests import file_sha256
+    from .hdf5read import is_hdf5
     from .npzread import load_npz
 
+    if args.path.is_file() and is_hdf5(args.path):
+        return _info_hdf5(args)
+    if args.diffraction is not None or args.keys is not None:
+        raise _BadInput(f"{args.path}: is not an HDF5 file; --diffraction and --keys are for one")
     loaded = load_npz(args.path)
     print(f"{args.path}")
     width = max((len(key) for key in loaded.arrays), default=0)
@@ -397,6 +440,33 @@ def _info(args: argparse.Namespace) -> int:
             f" sha256 {loaded.array_sha256[key][:16]}"
         )
     print(f"content_sha256  {loaded.content_sha256}")
+    print(f"sha256_checksum {file_sha256(args.path)}")
+    return EXIT_OK
+
+
+def _info_hdf5(args: argparse.Namespace) -> int:
+    """The datasets a fixture is made from, their shapes, dtypes and units."""
+    from .digests import file_sha256
+    from .generate import open_source
+
+    source = open_source(
+        args.path,
+        diffraction=args.diffraction,
+        keys=None if args.keys is None else dict(args.keys),
+    )
+    frames = getattr(source, "frames", None)
+    print(f"{args.path}")
+    if frames is not None:
+        shape = "x".join(str(n) for n in frames.shape)
+        print(
+            f"  patterns        {frames.count} of {frames.detector[0]}x{frames.detector[1]}"
+            f" ({shape} {frames.dtype}, layout {frames.layout})"
+        )
+    width = max((len(key) for key in source.datasets), default=0)
+    for key, where in source.datasets.items():
+        print(f"  {key:<{width}}  {where}")
+    for line in source.transformations:
+        print(f"  {line}")
     print(f"sha256_checksum {file_sha256(args.path)}")
     return EXIT_OK
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -25,6 +25,7 @@ from .spec import (
     MIN_SUBSET,
     grouping,
     parse_fraction,
+    parse_keys,
     parse_strategy,
     parse_subset_size,
 )
@@ -54,11 +55,23 @@ class Source(Protocol):
     """A scan the fixture is derived from: small arrays in memory, patterns on demand."""
 
     label: str
-    n_positions: int
-    layout: str
     small: dict[str, NDArray[Any]]
     dropped_keys: list[str]
     notes: list[str]
+    #: What the source did to its data on the way in (complete once patterns are taken).
+    transformations: list[str]
+    #: For a source of named datasets (HDF5): fixture key -> the dataset read, with units.
+    datasets: dict[str, str]
+    #: What the sidecar records of the source beyond its path (its format, say).
+    provenance: dict[str, Any]
+
+    @property
+    def n_positions(self) -> int:
+        """Positions in the scan."""
+
+    @property
+    def layout(self) -> str:
+        """``HWN`` or ``NHW``: how the source stores its patterns."""
 
     def take_patterns(self, indices: Sequence[int]) -> NDArray[Any]:
         """``(n, H, W)`` patterns at ``indices``, in the source dtype."""
@@ -88,6 +101,9 @@ class NpzSource:
     small: dict[str, Any] = field(default_factory=dict)
     dropped_keys: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    transformations: list[str] = field(default_factory=list)
+    datasets: dict[str, str] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
     _hasher: ContentHasher = field(default_factory=ContentHasher)
     _key: str = c.DIFFRACTION
     _fingerprint: str = ""
@@ -170,6 +186,9 @@ class SyntheticSource:
     layout: str = "HWN"
     dropped_keys: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    transformations: list[str] = field(default_factory=list)
+    datasets: dict[str, str] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
     small: dict[str, Any] = field(default_factory=dict)
     n_positions: int = 0
 
@@ -212,20 +231,52 @@ def open_source(
     source: str | os.PathLike[str] | None,
     layout: str | None = None,
     *,
+    diffraction: str | os.PathLike[str] | None = None,
+    keys: Mapping[str, str] | None = None,
+    label: str | None = None,
+    diffraction_label: str | None = None,
     verify: bool = False,
     progress: Progress | None = None,
 ) -> Source:
-    """The built-in synthetic source for ``None``, else the NPZ at ``source``.
+    """The built-in synthetic source for ``None``, else the scan at ``source``.
 
-    ``verify`` reads all of a source NPZ (see :class:`NpzSource`). ``progress`` reports
-    the reading of its patterns (the built-in source simulates only the subset, which is
-    quick, and is always verified: its digest is a constant).
+    What ``source`` is, is read from its first bytes: an HDF5 file (CXI, a ptychodus
+    product with its patterns in ``diffraction``, or any layout that ``keys`` maps; see
+    :mod:`.hdf5source`), else an NPZ. ``verify`` reads all of the source (see
+    :class:`NpzSource`). ``progress`` reports the reading of an NPZ's patterns (the
+    built-in source simulates only the subset, which is quick, and is always verified:
+    its digest is a constant). ``label`` and ``diffraction_label`` name the source and
+    the diffraction file in the sidecar (default: the paths as given).
     """
     if source is None:
+        if diffraction is not None or keys is not None:
+            raise ContractError(
+                BUILTIN_SOURCE, None, "takes no --diffraction or --keys; give a --source file"
+            )
         return SyntheticSource()
-    return NpzSource(
-        Path(source), layout, label=os.fspath(source), verify=verify, progress=progress
-    )
+    path = Path(source)
+    shown = label or os.fspath(source)
+    from .hdf5read import is_hdf5
+
+    if path.is_file() and is_hdf5(path):
+        from .hdf5source import open_hdf5
+
+        return open_hdf5(
+            path,
+            shown,
+            layout,
+            diffraction=None if diffraction is None else Path(diffraction),
+            diffraction_label=diffraction_label,
+            keys=keys,
+            verify=verify,
+            progress=progress,
+        )
+    if diffraction is not None or keys is not None:
+        option = "--diffraction" if diffraction is not None else "--keys"
+        raise ContractError(
+            shown, None, f"is not an HDF5 file, and {option} applies only to HDF5 sources"
+        )
+    return NpzSource(path, layout, label=shown, verify=verify, progress=progress)
 
 
 @dataclass(frozen=True)
@@ -287,7 +338,7 @@ def build_fixture(
         )
     patterns = source.take_patterns(indices)
     subset_rule = rule(strategy, n, subset_size, gridsize)
-    transformations = [f"subset: {strategy}, positions {subset_rule}"]
+    transformations = [f"subset: {strategy}, positions {subset_rule}", *source.transformations]
     if source.layout == "HWN":
         transformations.append("diffraction: transposed from legacy (H,W,N) to (N,H,W)")
     if patterns.dtype != np.float32:
@@ -341,6 +392,8 @@ def build_fixture(
         "coverage": cover,
         **({} if fixture_groups is None else {"gridsize": gridsize, "groups": fixture_groups}),
         "min_coverage": min_coverage,
+        **source.provenance,
+        **({"source_datasets": dict(source.datasets)} if source.datasets else {}),
         "transformations": transformations,
         "dropped_keys": list(source.dropped_keys),
         "validation_notes": notes,
@@ -415,6 +468,8 @@ def generate_fixture(
     compress: bool = True,
     verify_source: bool = False,
     progress: Progress | None = None,
+    diffraction: str | os.PathLike[str] | None = None,
+    keys: Mapping[str, str] | str | None = None,
 ) -> GeneratedFixture:
     """Generate the fixture NPZ and its sidecar from ``source_path`` (``None``: built-in).
 
@@ -423,7 +478,9 @@ def generate_fixture(
     Nothing is written, and no folder is left made, unless everything succeeds.
     ``verify_source`` reads all of a source NPZ, checking every pattern and recording its
     content digest; otherwise only what the fixture needs is read. ``progress(done,
-    total)`` reports the bytes of a source NPZ's diffraction read so far.
+    total)`` reports the bytes of a source NPZ's diffraction read so far. ``diffraction``
+    is the patterns' file of a ptychodus product source; ``keys`` maps fixture keys to the
+    datasets of an HDF5 source in a layout of its own (a mapping, or ``--keys`` text).
 
     Raises :class:`.spec.OptionError` for a bad option value, before anything is read, and
     :class:`.contract.ContractError` naming the file for a source or output that is refused.
@@ -433,13 +490,26 @@ def generate_fixture(
     subset_size = parse_subset_size(subset_size, "subset_size")
     gridsize = grouping(strategy, subset_size, gridsize, "gridsize")
     min_coverage = parse_fraction(min_coverage, "min_coverage")
+    if isinstance(keys, str):
+        parsed = parse_keys(keys, "keys")
+        keys = None if parsed is None else dict(parsed)
+    elif keys is not None:
+        parsed = parse_keys(",".join(f"{key}={where}" for key, where in keys.items()), "keys")
+        keys = None if parsed is None else dict(parsed)
     output = Path(output_path)
     sidecar = Path(metadata_path) if metadata_path else default_sidecar_path(output)
     # A file in the way of a folder is refused before the source is read.
     for target in (output, sidecar):
         missing_parents(target)
     fixture = build_fixture(
-        open_source(source_path, layout, verify=verify_source, progress=progress),
+        open_source(
+            source_path,
+            layout,
+            diffraction=diffraction,
+            keys=keys,
+            verify=verify_source,
+            progress=progress,
+        ),
         subset_size,
         strategy=strategy,
         gridsize=gridsize,

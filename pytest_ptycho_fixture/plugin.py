@@ -11,6 +11,7 @@ import the rest when first used.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -35,12 +36,14 @@ from .spec import (
     grouping,
     main_spec,
     parse_device,
+    parse_keys,
     parse_layout,
     parse_regen,
     parse_seconds,
     parse_sets,
     parse_strategy,
     parse_subset_size,
+    resolve_file,
     resolve_source,
     show,
     source_label,
@@ -49,8 +52,6 @@ from .spec import (
 from .stats import Stats
 
 if TYPE_CHECKING:
-    import os
-
     import torch
     from numpy.typing import NDArray
 
@@ -125,6 +126,8 @@ class RunState:
             raise pytest.UsageError(str(exc)) from None
         path = _path(config, config.getini("ptycho_fixture_path"))
         layout = _setting(config, "ptycho_fixture_layout", parse_layout)
+        diffraction = _path(config, config.getini("ptycho_fixture_diffraction"))
+        keys = _setting(config, "ptycho_fixture_keys", parse_keys)
         spec = main_spec(
             path=path,
             sidecar=_path(config, config.getini("ptycho_fixture_metadata")),
@@ -134,6 +137,8 @@ class RunState:
             folder=folder,
             layout=layout,
             gridsize=gridsize,
+            diffraction=diffraction,
+            keys=keys,
         )
         try:
             declared = parse_sets(
@@ -315,7 +320,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "ptycho_fixture_source",
-        "source dataset NPZ, relative to the rootdir (default: the built-in synthetic scan)",
+        "source scan, relative to the rootdir: an NPZ, a CXI file, a ptychodus product (with"
+        " ptycho_fixture_diffraction) or another HDF5 file (with ptycho_fixture_keys);"
+        " recognised by content (default: the built-in synthetic scan)",
+        default="",
+    )
+    parser.addini(
+        "ptycho_fixture_diffraction",
+        "the patterns of a ptychodus product source, relative to the rootdir: a CXI file or"
+        " an NPZ (default: none)",
+        default="",
+    )
+    parser.addini(
+        "ptycho_fixture_keys",
+        "the datasets of an HDF5 source in a layout of its own, KEY=/path pairs separated by"
+        " commas or lines, e.g. diffraction=/data, xcoords=/x, ycoords=/y, probeGuess=/probe,"
+        " objectGuess=/object (default: none; CXI and product files need none)",
         default="",
     )
     parser.addini(
@@ -344,7 +364,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "ptycho_fixture_sets",
         "named fixture sets, one a line: NAME key=value ..., keys source, subset_size,"
-        " strategy, gridsize, layout, path; each its own NPZ and committed sidecar (default"
+        " strategy, gridsize, layout, path, diffraction, keys; each its own NPZ and committed sidecar (default"
         f" path: NAME.npz in the folder of ptycho_fixture_path, else in {SETS_FOLDER.as_posix()});"
         " a key left out takes the main fixture's value. See the ptycho_sets fixture",
         type="linelist",
@@ -372,8 +392,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _text(text: str, option: str) -> str:
     return text
-
-
 
 
 def _setting(config: pytest.Config, name: str, parse: Callable[[str, str], _T]) -> _T:
@@ -610,7 +628,8 @@ def ptycho_sets(request: pytest.FixtureRequest) -> Mapping[str, FixtureSet]:
 @final
 @dataclass(frozen=True)
 class Factory:
-    """``factory(subset_size=, strategy=, source=, layout=, gridsize=) -> Path``: a variant.
+    """``factory(subset_size=, strategy=, source=, layout=, gridsize=, diffraction=, keys=)
+    -> Path``: a variant.
 
     Omitted arguments take the configured values; ``source`` is resolved against the
     rootdir, and ``"builtin"`` is the built-in scan. Each argument is parsed as its ini
@@ -626,8 +645,12 @@ class Factory:
         source: str | os.PathLike[str] | None = None,
         layout: str | None = None,
         gridsize: int | None = None,
+        diffraction: str | os.PathLike[str] | None = None,
+        keys: str | None = None,
     ) -> Path:
         state, defaults = self.state, self.state.spec
+        # A diffraction file and keys belong to a source: a new one does not take them.
+        own = source is not None
         try:
             size = (
                 defaults.subset_size
@@ -642,6 +665,10 @@ class Factory:
                 chosen,
                 defaults.layout if layout is None else parse_layout(layout, "layout"),
                 grouping(chosen, size, gridsize, "gridsize", defaults.gridsize),
+                (None if own else defaults.diffraction)
+                if diffraction is None
+                else resolve_file(state.root, os.fspath(diffraction)),
+                (None if own else defaults.keys) if keys is None else parse_keys(keys, "keys"),
             )
         except OptionError as exc:
             refused = exc

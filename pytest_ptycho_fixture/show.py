@@ -115,7 +115,7 @@ def _project_roots(start: Path) -> list[Path]:
 
 
 def _source_positions(
-    label: str, fixture: Path
+    label: str, fixture: Path, meta: Mapping[str, Any] | None = None
 ) -> tuple[tuple[NDArray[np.float64], NDArray[np.float64]] | None, str]:
     """``((xcoords, ycoords), note)`` of the source a sidecar names, or ``(None, why)``.
 
@@ -124,6 +124,7 @@ def _source_positions(
     """
     import numpy as np
 
+    from .hdf5read import is_hdf5
     from .npzread import NpzReader
 
     if label == BUILTIN_SOURCE:
@@ -139,9 +140,16 @@ def _source_positions(
         where = ", ".join(dict.fromkeys(str(path.parent) for path in candidates))
         return None, f"source positions not shown: {label} not found (looked in {where})"
     try:
-        with NpzReader(found) as reader:
-            xs = reader.read(c.XCOORDS).astype(np.float64).reshape(-1)
-            ys = reader.read(c.YCOORDS).astype(np.float64).reshape(-1)
+        if is_hdf5(found):
+            from .hdf5source import scan_positions
+
+            keys = (meta or {}).get("source_keys")
+            x, y = scan_positions(found, str(found), keys if isinstance(keys, dict) else None)
+        else:
+            with NpzReader(found) as reader:
+                x, y = reader.read(c.XCOORDS), reader.read(c.YCOORDS)
+        xs = x.astype(np.float64).reshape(-1)
+        ys = y.astype(np.float64).reshape(-1)
     except ContractError as exc:
         return None, f"source positions not shown: {exc}"
     if xs.shape != ys.shape:
@@ -167,7 +175,7 @@ def load_view(
     note = "source positions not shown: no sidecar names the source"
     label = meta.get("source_dataset") if meta else None
     if isinstance(label, str) and label:
-        positions, note = _source_positions(label, fixture)
+        positions, note = _source_positions(label, fixture, meta)
     return FixtureView(
         fixture, loaded.arrays, loaded.content_sha256, sidecar, meta, positions, note
     )

@@ -34,6 +34,22 @@ DEFAULT_SUBSET = 64
 DEFAULT_GRIDSIZE = 2
 LAYOUTS = ("HWN", "NHW")
 BUILTIN_SOURCE = "builtin:synthetic-run1084"
+#: The fixture keys that ``--keys`` maps to HDF5 datasets, and those a mapping must give
+#: (with one of ``diffraction``, amplitudes, or ``intensities``, square-rooted).
+KEY_NAMES = (
+    "diffraction",
+    "intensities",
+    "xcoords",
+    "ycoords",
+    "probeGuess",
+    "objectGuess",
+    "xcoords_start",
+    "ycoords_start",
+    "scan_index",
+)
+REQUIRED_KEYS = ("xcoords", "ycoords", "probeGuess", "objectGuess")
+#: A ``--keys`` mapping: ``(fixture key, dataset path)`` pairs in the order given.
+Keys = tuple[tuple[str, str], ...]
 
 _T = TypeVar("_T")
 
@@ -220,6 +236,39 @@ def parse_positions(text: str | int, option: str = "--positions") -> int:
     return value
 
 
+def parse_keys(text: str, option: str = "--keys") -> Keys | None:
+    """``key=/dataset/path`` pairs, split by commas or whitespace; empty (``None``): none.
+
+    Keys are those of :data:`KEY_NAMES`; :data:`REQUIRED_KEYS` and exactly one of
+    ``diffraction`` or ``intensities`` must be given.
+    """
+    expected = (
+        "KEY=/path pairs separated by commas, e.g. diffraction=/data,xcoords=/x,ycoords=/y,"
+        "probeGuess=/probe,objectGuess=/object; keys: " + ", ".join(KEY_NAMES)
+    )
+    pairs: list[tuple[str, str]] = []
+    for item in text.replace(",", " ").split():
+        key, equals, where = item.partition("=")
+        if not equals or not where or key not in KEY_NAMES:
+            raise OptionError(option, item, "KEY=/path entry with a known KEY", expected)
+        if key in dict(pairs):
+            raise OptionError(option, text, "mapping that gives each key once", expected)
+        pairs.append((key, where))
+    if not pairs:
+        return None
+    given = dict(pairs)
+    missing = [key for key in REQUIRED_KEYS if key not in given]
+    patterns = [key for key in ("diffraction", "intensities") if key in given]
+    if len(patterns) == 2:
+        raise OptionError(option, text, "mapping of diffraction or intensities, not both", expected)
+    if not patterns:
+        missing.append("diffraction (or intensities)")
+    if missing:
+        lacks = ", ".join(missing)
+        raise OptionError(option, text, f"complete mapping (it lacks {lacks})", expected)
+    return tuple(pairs)
+
+
 def argparse_type(parse: Callable[[str, str], _T], option: str) -> Callable[[str], _T]:
     """``parse`` for ``argparse``'s ``type=``: an :class:`OptionError` becomes its usage error.
 
@@ -268,6 +317,10 @@ class FixtureSpec:
     layout: str | None = None
     #: The side of the ``groups`` strategy's groups; ``None`` for the other strategies.
     gridsize: int | None = None
+    #: The patterns of a ptychodus product source: a CXI file or an NPZ.
+    diffraction: Path | None = None
+    #: The datasets of an HDF5 source in a layout of its own (``--keys``).
+    keys: Keys | None = None
 
     @property
     def lock_path(self) -> Path:
@@ -286,17 +339,23 @@ def parameters_key(
     strategy: str,
     layout: str | None = None,
     gridsize: int | None = None,
+    diffraction: Path | None = None,
+    keys: Keys | None = None,
 ) -> str:
     """A short hash naming a fixture variant in the cache folder.
 
-    A layout and a gridsize are part of it only when given, so that the names of the
-    variants without them stay what they were.
+    A layout, a gridsize, a diffraction file and keys are part of it only when given, so
+    that the names of the variants without them stay what they were.
     """
     fields: list[object] = [str(source) if source else BUILTIN_SOURCE, subset_size, strategy]
     if layout is not None:
         fields.append(layout)
     if gridsize is not None:
         fields.append({"gridsize": gridsize})
+    if diffraction is not None:
+        fields.append({"diffraction": str(diffraction)})
+    if keys is not None:
+        fields.append({"keys": [list(pair) for pair in keys]})
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:12]
 
 
@@ -307,16 +366,27 @@ def cached_spec(
     strategy: str,
     layout: str | None = None,
     gridsize: int | None = None,
+    diffraction: Path | None = None,
+    keys: Keys | None = None,
 ) -> FixtureSpec:
     """A variant kept in the cache folder with its own sidecar, made on first use.
 
     The built-in source has one layout, so ``layout`` counts only for a source file.
     """
     layout = layout if source is not None else None
-    key = parameters_key(source, subset_size, strategy, layout, gridsize)
+    key = parameters_key(source, subset_size, strategy, layout, gridsize, diffraction, keys)
     path = folder / f"{FIXTURE_NAME}-{key}.npz"
     return FixtureSpec(
-        path, path.with_suffix(".json"), source, subset_size, strategy, False, layout, gridsize
+        path,
+        path.with_suffix(".json"),
+        source,
+        subset_size,
+        strategy,
+        False,
+        layout,
+        gridsize,
+        diffraction,
+        keys,
     )
 
 
@@ -330,6 +400,8 @@ def main_spec(
     folder: Path,
     layout: str | None = None,
     gridsize: int | None = None,
+    diffraction: Path | None = None,
+    keys: Keys | None = None,
 ) -> FixtureSpec:
     """Resolve the configured fixture.
 
@@ -341,11 +413,22 @@ def main_spec(
     layout = layout if source is not None else None
     if path is not None:
         sidecar = sidecar or path.with_suffix(".json")
-        return FixtureSpec(path, sidecar, source, subset_size, strategy, True, layout, gridsize)
+        return FixtureSpec(
+            path,
+            sidecar,
+            source,
+            subset_size,
+            strategy,
+            True,
+            layout,
+            gridsize,
+            diffraction,
+            keys,
+        )
     if source is None and subset_size == DEFAULT_SUBSET and strategy == DEFAULT_STRATEGY:
         path = folder / f"{FIXTURE_NAME}.npz"
         return FixtureSpec(path, sidecar or SHIPPED_SIDECAR, source, subset_size, strategy)
-    spec = cached_spec(folder, source, subset_size, strategy, layout, gridsize)
+    spec = cached_spec(folder, source, subset_size, strategy, layout, gridsize, diffraction, keys)
     return spec if sidecar is None else replace(spec, sidecar=sidecar, committed=True)
 
 
@@ -355,6 +438,11 @@ def resolve_source(root: Path, source: str | os.PathLike[str] | None) -> Path | 
     if text.strip() in ("", "builtin", BUILTIN_SOURCE):
         return None
     return root / Path(text).expanduser()
+
+
+def resolve_file(root: Path, text: str) -> Path | None:
+    """``None`` for empty, else a path under ``root``."""
+    return root / Path(text).expanduser() if text.strip() else None
 
 
 def show(root: Path | None, path: Path) -> str:
@@ -377,7 +465,16 @@ def source_label(root: Path | None, spec: FixtureSpec) -> str:
 DEFAULT_SET = "default"
 #: Where a set's NPZ and sidecar go when no ``ptycho_fixture_path`` says which folder.
 SETS_FOLDER = Path("tests") / "fixtures" / "ptycho"
-SET_KEYS = ("source", "subset_size", "strategy", "gridsize", "layout", "path")
+SET_KEYS = (
+    "source",
+    "subset_size",
+    "strategy",
+    "gridsize",
+    "layout",
+    "path",
+    "diffraction",
+    "keys",
+)
 _NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 #: ``--regen-fixture`` without a value: every set.
 REGEN_ALL = "*"
@@ -448,6 +545,19 @@ def parse_sets(
             return _given(values, key, parse, default, where)  # noqa: B023 (used at once)
 
         source = resolve_source(root, values["source"]) if "source" in values else main.source
+        # A diffraction file and keys belong to a source: a line with a source of its own
+        # does not take the main fixture's.
+        own = "source" in values
+        diffraction = (
+            resolve_file(root, values["diffraction"])
+            if "diffraction" in values
+            else (None if own else main.diffraction)
+        )
+        keys = (
+            parse_keys(values["keys"], f"{where}: keys")
+            if "keys" in values
+            else (None if own else main.keys)
+        )
         size = parsed("subset_size", parse_subset_size, main.subset_size)
         strategy = parsed("strategy", parse_strategy, main.strategy)
         gridsize = grouping(
@@ -477,6 +587,8 @@ def parse_sets(
             True,
             chosen_layout if source is not None else None,
             gridsize,
+            diffraction,
+            keys,
         )
     return sets
 

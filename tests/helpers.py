@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5files as h5
 import numpy as np
 import pytest
+from h5files import DATA, MAPPED, MAPPED_TEXT, TRANSLATION
 from numpy.typing import NDArray
 
 from pytest_ptycho_fixture import npzwrite
@@ -492,6 +494,132 @@ BAD_SOURCES: tuple[Bad, ...] = (
         lambda folder: write_source(folder / "source.npz", diffraction=None),
         "diffraction",
         ("'diffraction' is missing",),
+    ),
+    # HDF5 sources: CXI unless named otherwise.
+    Bad(
+        "an HDF5 external link to another, readable file",
+        h5.external_link,
+        DATA,
+        ("is an external link to other.h5:/data", "only data inside the file is read"),
+    ),
+    Bad(
+        "an HDF5 virtual dataset over another file",
+        h5.virtual_outside,
+        DATA,
+        ("is a virtual dataset over other.h5", "only data inside the file is read"),
+    ),
+    Bad(
+        "an HDF5 dataset whose raw data is in an external file",
+        h5.external_storage,
+        DATA,
+        ("keeps its data in external files (raw.bin)",),
+    ),
+    Bad(
+        "an HDF5 dataset compressed with an unknown filter",
+        h5.unknown_filter,
+        DATA,
+        ("is compressed with filter 32123", "which this HDF5 build cannot apply"),
+    ),
+    Bad(
+        "an HDF5 chunk far larger than the file",
+        h5.huge_chunks,
+        DATA,
+        ("declares chunks (64, 2048, 2048) of 1073741824 bytes", "damaged or hostile"),
+    ),
+    Bad(
+        "an HDF5 chunked dataset declaring far more than it stores",
+        h5.declared_beyond_stored(chunked=True),
+        DATA,
+        ("declares shape (1000000, 64, 64) (16384000000 bytes) but stores only 0 bytes",),
+    ),
+    Bad(
+        "an HDF5 contiguous dataset declaring data it never stored",
+        h5.declared_beyond_stored(chunked=False),
+        DATA,
+        ("declares 16384000000 bytes with no stored data",),
+    ),
+    Bad(
+        "HDF5 object references instead of intensities",
+        h5.references,
+        DATA,
+        ("holds object or region references but numbers are required",),
+    ),
+    Bad(
+        "an HDF5 soft link that loops",
+        h5.link_cycle,
+        DATA,
+        ("soft links loop or chain more than 16 times",),
+    ),
+    Bad(
+        "CXI intensities stored as strings",
+        h5.with_dataset(DATA, np.full((100, 64, 64), b"1")),
+        DATA,
+        ("has dtype |S1 but integer or real numbers are required",),
+    ),
+    Bad(
+        "complex CXI intensities",
+        h5.with_intensities(lambda intensities: intensities.astype(np.complex128)),
+        DATA,
+        ("has dtype complex128 but integer or real numbers are required",),
+    ),
+    Bad(
+        "a NaN CXI intensity in a selected pattern",
+        h5.with_value_at((3, 20, 10), np.nan),
+        DATA,
+        ("has 1 non-finite values (NaN or inf) in the selected patterns but finite intensities",),
+    ),
+    Bad(
+        "a NaN CXI intensity in a pattern the subset skips, with the source verified",
+        h5.with_value_at((2, 20, 10), np.nan),
+        DATA,
+        ("has 1 non-finite values (NaN or inf) but finite intensities are required",),
+        {"verify_source": True},
+        ("--verify-source",),
+    ),
+    Bad(
+        "a negative CXI intensity",
+        h5.with_value_at((4, 5, 7), -3.0),
+        DATA,
+        ("has minimum -3 in the selected patterns but intensities must be >= 0",),
+    ),
+    Bad(
+        "CXI translations of the wrong shape",
+        h5.with_dataset(TRANSLATION, np.zeros((100, 2))),
+        TRANSLATION,
+        ("has shape (100, 2) but (100, 3) is required",),
+    ),
+    Bad(
+        "a CXI file without a probe",
+        lambda folder: h5.write_cxi(folder / "source.cxi", probe=False),
+        "/entry_1/instrument_1/source_1/illumination",
+        ("is a CXI file without a probe",),
+    ),
+    Bad(
+        "a CXI file without the source energy",
+        h5.with_dataset("/entry_1/instrument_1/source_1/energy", None),
+        "/entry_1/instrument_1/source_1/energy",
+        ("is missing; expected a dataset there",),
+    ),
+    Bad(
+        "a CXI detector distance of zero",
+        h5.with_dataset("/entry_1/instrument_1/detector_1/distance", 0.0),
+        "/entry_1/instrument_1/detector_1/distance",
+        ("is 0.0 but a finite number > 0 is required",),
+    ),
+    Bad("a truncated HDF5 file", h5.truncated, None, ("cannot be opened as HDF5",)),
+    Bad(
+        "an HDF5 file of no known layout",
+        h5.unknown_layout,
+        None,
+        ("is an HDF5 file but neither CXI", "--keys diffraction=/path"),
+    ),
+    Bad(
+        "an HDF5 layout mapped by --keys without its object",
+        h5.mapped_without("objectGuess"),
+        MAPPED["objectGuess"],
+        ("is missing; expected a dataset there",),
+        {"keys": MAPPED_TEXT},
+        ("--keys", MAPPED_TEXT),
     ),
 )
 

@@ -140,7 +140,8 @@ def test_a_groups_set_inherits_the_gridsize_of_a_groups_main_fixture() -> None:
             "v1 colour=red",
             (
                 "ini option ptycho_fixture_sets, line 'v1 colour=red': colour: 'colour' is not a set"
-                " key: expected source, subset_size, strategy, gridsize, layout or path"
+                " key: expected source, subset_size, strategy, gridsize, layout, path,"
+                " diffraction or keys"
             ),
         ),
         (

@@ -1,0 +1,322 @@
+"""Read an HDF5 file safely and in bounded memory: only in-file data, only what is asked.
+
+A dataset is checked before a byte of it is read. Refused, each with one line naming
+the file and the dataset: external links, external raw storage and virtual datasets
+whose sources lie outside the file (nothing outside the file is ever opened); soft-link
+chains that loop or run longer than :data:`MAX_LINK_HOPS`; filters that this HDF5 build
+cannot apply; object and region references, strings and compound types; and declared
+sizes that the file could not hold: stored bytes beyond the file's size, a chunk larger
+than the file could inflate to, or a dataset declaring more than its stored bytes could
+inflate to (deflate, the strongest of HDF5's standard filters, expands at most 1032:1).
+Selected frames are read by hyperslab, so a chunked dataset reads only the chunks that
+hold them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .contract import ContractError
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+SIGNATURE = b"\x89HDF\r\n\x1a\n"
+INSTALL = "pip install 'pytest-ptycho-fixture[hdf5]'"
+#: Soft links followed from one name before the chain is called a loop (HDF5's own limit).
+MAX_LINK_HOPS = 16
+#: Deflate cannot expand data by more than this factor; lzf, shuffle and the others less.
+MAX_INFLATION = 1032
+#: Declared bytes allowed beyond ``MAX_INFLATION`` times the stored ones: room for the
+#: fill value of a small dataset that was never written in full.
+_SLACK_BYTES = 1 << 20
+#: Frames read at a time when every frame of a dataset is read (``verify``).
+BLOCK_BYTES = 8 << 20
+
+
+def is_hdf5(path: Path) -> bool:
+    """Whether ``path`` starts with the HDF5 signature (at 0, or after a user block).
+
+    The superblock sits at byte 0, 512, 1024, 2048, ...: the signature is looked for at
+    each of those offsets that the file reaches, up to 1 MiB.
+    """
+    try:
+        with open(path, "rb") as handle:
+            offset = 0
+            while offset < 1 << 20:
+                handle.seek(offset)
+                head = handle.read(len(SIGNATURE))
+                if len(head) < len(SIGNATURE):
+                    return False
+                if head == SIGNATURE:
+                    return True
+                offset = 512 if offset == 0 else offset * 2
+    except OSError:
+        return False
+    return False
+
+
+def _h5py(path: object) -> Any:
+    try:
+        import h5py
+    except ImportError:
+        raise ContractError(
+            path, None, f"is an HDF5 file, and reading one needs h5py: {INSTALL}"
+        ) from None
+    return h5py
+
+
+class H5Reader:
+    """An HDF5 file opened read-only, whose datasets are checked before they are read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._virtual: set[str] = set()
+        h5py = _h5py(path)
+        self._h5py = h5py
+        try:
+            self.size = os.path.getsize(path)
+            # No file locking: a source on a read-only or network folder opens as well.
+            self._file: Any = h5py.File(path, "r", locking=False)
+        except OSError as exc:
+            detail = str(exc).split("(")[0].strip() or "unreadable"
+            raise ContractError(path, None, f"cannot be opened as HDF5: {detail}") from None
+
+    def __enter__(self) -> H5Reader:  # noqa: PYI034 - Self needs Python 3.11
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def fail(self, name: str, message: str) -> ContractError:
+        return ContractError(self.path, name, f"{name!r} {message}")
+
+    # ----------------------------------------------------------------- names and links
+
+    def resolve(self, name: str) -> Any:
+        """The group or dataset at ``name``, or ``None``; links are followed in the file only."""
+        h5py = self._h5py
+        parts = [part for part in name.split("/") if part]
+        node: Any = self._file
+        hops = 0
+        done: list[str] = []
+        while parts:
+            part = parts.pop(0)
+            if not isinstance(node, h5py.Group):
+                return None
+            try:
+                link = node.get(part, getlink=True)
+            except (KeyError, TypeError, ValueError, OSError, RuntimeError):
+                link = None
+            if link is None:
+                return None
+            if isinstance(link, h5py.ExternalLink):
+                where = "/" + "/".join([*done, part])
+                via = (
+                    "is"
+                    if where == "/" + "/".join(p for p in name.split("/") if p)
+                    else (f"passes through {where},")
+                )
+                raise self.fail(
+                    name,
+                    f"{via} an external link to {link.filename}:{link.path} but only data"
+                    " inside the file is read; copy that dataset into the file",
+                )
+            if isinstance(link, h5py.SoftLink):
+                hops += 1
+                if hops > MAX_LINK_HOPS:
+                    raise self.fail(
+                        name,
+                        f"soft links loop or chain more than {MAX_LINK_HOPS} times; expected"
+                        " a link that ends at a dataset",
+                    )
+                target = [p for p in link.path.split("/") if p]
+                if link.path.startswith("/"):
+                    node, done = self._file, []
+                parts = target + parts
+                continue
+            if not isinstance(link, h5py.HardLink):
+                raise self.fail(name, f"has a link of an unknown class ({type(link).__name__})")
+            try:
+                node = node[part]
+            except (KeyError, ValueError, OSError, RuntimeError):
+                return None
+            done.append(part)
+        return node
+
+    def has(self, name: str) -> bool:
+        """Whether ``name`` is a dataset."""
+        return isinstance(self.resolve(name), self._h5py.Dataset)
+
+    # ---------------------------------------------------------------------- datasets
+
+    def dataset(self, name: str, kinds: str = "biuf") -> Any:
+        """The checked dataset at ``name``, of a dtype kind in ``kinds`` (numpy's letters)."""
+        h5py = self._h5py
+        node = self.resolve(name)
+        if node is None:
+            raise self.fail(name, "is missing; expected a dataset there")
+        if not isinstance(node, h5py.Dataset):
+            raise self.fail(name, "is a group but a dataset is required")
+        self._check_storage(name, node)
+        self._check_dtype(name, node, kinds)
+        if node.is_virtual:
+            # Its data is that of its sources, all in this file: each is checked instead
+            # (once: virtual datasets may name each other).
+            self._virtual.add(node.name)
+            for source in sorted({m.dset_name for m in node.virtual_sources()}):
+                if source not in self._virtual:
+                    self.dataset(source, kinds)
+        else:
+            self._check_sizes(name, node)
+        return node
+
+    def _check_storage(self, name: str, node: Any) -> None:
+        if node.is_virtual:
+            outside = sorted({m.file_name for m in node.virtual_sources() if m.file_name != "."})
+            if outside:
+                raise self.fail(
+                    name,
+                    f"is a virtual dataset over {', '.join(outside)} but only data inside the"
+                    " file is read; store the frames in the file itself",
+                )
+        if node.external:
+            files = ", ".join(sorted({str(entry[0]) for entry in node.external}))
+            raise self.fail(
+                name,
+                f"keeps its data in external files ({files}) but only data inside the file"
+                " is read; store it in the file",
+            )
+        plist = node.id.get_create_plist()
+        for i in range(plist.get_nfilters()):
+            code, _flags, _values, label = plist.get_filter(i)
+            if not self._h5py.h5z.filter_avail(code):
+                shown = label.decode(errors="replace") if isinstance(label, bytes) else label
+                raise self.fail(
+                    name,
+                    f"is compressed with filter {code} ({shown or 'unnamed'}), which this HDF5"
+                    " build cannot apply; expected gzip, lzf, shuffle or another built-in"
+                    " filter (rewrite it, e.g. h5repack -f GZIP=4)",
+                )
+
+    def _check_dtype(self, name: str, node: Any, kinds: str) -> None:
+        h5py = self._h5py
+        dtype = node.dtype
+        if h5py.check_dtype(ref=dtype) is not None:
+            raise self.fail(name, "holds object or region references but numbers are required")
+        wanted = {"b": "integer", "i": "integer", "u": "integer", "f": "real", "c": "complex"}
+        expected = " or ".join(dict.fromkeys(wanted[k] for k in kinds))
+        if dtype.kind not in kinds or dtype.names is not None or dtype.subdtype is not None:
+            raise self.fail(name, f"has dtype {dtype} but {expected} numbers are required")
+
+    def _check_sizes(self, name: str, node: Any) -> None:
+        declared = math.prod(int(n) for n in node.shape) * node.dtype.itemsize
+        stored = int(node.id.get_storage_size())
+        if stored > self.size:
+            raise self.fail(
+                name,
+                f"declares {stored} stored bytes but the file has {self.size}; the file is"
+                " damaged or truncated",
+            )
+        chunks = node.chunks
+        if chunks is None:
+            offset = node.id.get_offset()
+            if declared and (offset is None or offset + declared > self.size):
+                where = "no stored data" if offset is None else f"data at byte {offset}"
+                raise self.fail(
+                    name,
+                    f"declares {declared} bytes with {where} but the file has {self.size};"
+                    " the file is damaged or truncated",
+                )
+            return
+        chunk = math.prod(int(n) for n in chunks) * node.dtype.itemsize
+        if chunk > MAX_INFLATION * self.size:
+            raise self.fail(
+                name,
+                f"declares chunks {tuple(chunks)} of {chunk} bytes but a file of {self.size}"
+                f" bytes holds at most {MAX_INFLATION * self.size} once inflated; the file is"
+                " damaged or hostile",
+            )
+        if declared > MAX_INFLATION * stored + _SLACK_BYTES:
+            raise self.fail(
+                name,
+                f"declares shape {tuple(node.shape)} ({declared} bytes) but stores only"
+                f" {stored} bytes, more than inflation by {MAX_INFLATION}:1 could hold; the"
+                " file is damaged or hostile",
+            )
+
+    # ------------------------------------------------------------------------ reading
+
+    def read(self, name: str, kinds: str = "biuf") -> NDArray[Any]:
+        """All of a (small) dataset, in native byte order."""
+        node = self.dataset(name, kinds)
+        value: NDArray[Any] = self._native(name, lambda: node[()])
+        return value
+
+    def scalar(self, name: str) -> float:
+        """A positive, finite real number stored as a dataset of one value."""
+        value = self.read(name, "iuf")
+        if value.size != 1:
+            raise self.fail(name, f"has shape {value.shape} but one number is required")
+        number = float(value.reshape(-1)[0])
+        if not math.isfinite(number) or number <= 0:
+            raise self.fail(name, f"is {number!r} but a finite number > 0 is required")
+        return number
+
+    def take(self, name: str, axis: int, indices: Sequence[int]) -> NDArray[Any]:
+        """The frames at sorted ``indices`` along ``axis``, read by hyperslab."""
+        import numpy as np
+
+        node = self.dataset(name)
+        shape = list(node.shape)
+        shape[axis] = len(indices)
+        out = np.empty(shape, dtype=node.dtype.newbyteorder("="))
+        where: list[Any] = [slice(None)] * len(shape)
+        target: list[Any] = [slice(None)] * len(shape)
+        for k, index in enumerate(indices):
+            where[axis], target[axis] = int(index), k
+            source, dest = tuple(where), tuple(target)
+
+            def read(s: tuple[Any, ...] = source, d: tuple[Any, ...] = dest) -> None:
+                node.read_direct(out, s, d)
+
+            self._native(name, read)
+        return out
+
+    def blocks(self, name: str, visit: Callable[[NDArray[Any]], None]) -> None:
+        """Every row block along axis 0 of ``name``, in order, to ``visit``."""
+        node = self.dataset(name)
+        row = max(1, math.prod(int(n) for n in node.shape[1:]) * node.dtype.itemsize)
+        step = max(1, BLOCK_BYTES // row)
+        for start in range(0, int(node.shape[0]), step):
+
+            def read(s: int = start) -> Any:
+                return node[s : s + step]
+
+            visit(self._native(name, read))
+
+    def _native(self, name: str, read: Callable[[], Any]) -> Any:
+        """Run ``read``; HDF5's own failures (a broken chunk, say) become one line."""
+        import numpy as np
+
+        try:
+            value = read()
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            detail = str(exc).split("(")[0].strip() or type(exc).__name__
+            raise self.fail(name, f"cannot be read: {detail}") from None
+        if isinstance(value, np.ndarray) and not value.dtype.isnative:
+            value = value.astype(value.dtype.newbyteorder("="))
+        return value
+
+    def describe(self, name: str) -> str:
+        """``dtype (shape)`` of a dataset, for ``info``."""
+        node = self.dataset(name, "biufc")
+        shape = "x".join(str(n) for n in node.shape) or "scalar"
+        return f"{shape} {node.dtype}"

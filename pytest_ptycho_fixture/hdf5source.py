@@ -1,0 +1,345 @@
+"""Scans in HDF5 files: CXI, ptychodus product files, and any layout mapped by ``--keys``.
+
+Each is recognised by content (:func:`open_hdf5`) and read into an :class:`HDF5Source`:
+positions in object pixels, probe and object in memory, and the patterns read by
+hyperslab on demand. Intensities become amplitudes as ``sqrt(I) * 2**-k``, with the
+smallest ``k >= 0`` that brings the selected patterns below the contract's maximum; a
+power of two, so that scaling adds no rounding. The layouts themselves live in
+:mod:`.cxi` and :mod:`.product`; :mod:`.hdf5read` does the safe reading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import contract as c
+from .contract import ContractError
+from .digests import ContentHasher
+from .hdf5read import H5Reader, is_hdf5
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from .progress import Progress
+
+KEYS_FORMAT = "hdf5-keys"
+#: h * c in J m (both exact in the SI): a photon energy in J to its wavelength in m.
+PLANCK_C = 6.62607015e-34 * 299792458.0
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Where a scan's patterns are: a dataset of an HDF5 file or a member of an NPZ."""
+
+    path: Path
+    name: str
+    #: ``NHW`` or ``HWN``.
+    layout: str
+    #: Intensities (square-rooted and scaled) rather than amplitudes.
+    intensity: bool
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def detector(self) -> tuple[int, int]:
+        s = self.shape
+        return (s[0], s[1]) if self.layout == "HWN" else (s[1], s[2])
+
+    @property
+    def count(self) -> int:
+        return self.shape[2] if self.layout == "HWN" else self.shape[0]
+
+    def take(
+        self,
+        indices: Sequence[int],
+        hasher: ContentHasher | None = None,
+        stats: c.AmplitudeStats | None = None,
+        progress: Progress | None = None,
+    ) -> NDArray[Any]:
+        """The patterns at sorted ``indices`` as stored, ``(n, H, W)``.
+
+        With ``hasher`` and ``stats`` every pattern is read: the dataset is digested as
+        stored, and ``stats`` sees all of its values.
+        """
+        import numpy as np
+
+        axis = 2 if self.layout == "HWN" else 0
+        if is_hdf5(self.path):
+            with H5Reader(self.path) as reader:
+                if hasher is not None and stats is not None:
+                    _digest(reader, self.name, hasher, stats)
+                taken = reader.take(self.name, axis, indices)
+        else:
+            from .npzread import NpzReader
+
+            with NpzReader(self.path) as npz:
+                visit = None if stats is None else stats.add
+                taken = npz.take(self.name, axis, indices, hasher, visit=visit, progress=progress)
+        return np.ascontiguousarray(taken.transpose(2, 0, 1)) if axis == 2 else taken
+
+
+def _digest(reader: H5Reader, name: str, hasher: ContentHasher, stats: c.AmplitudeStats) -> None:
+    import numpy as np
+
+    node = reader.dataset(name)
+    digest = hasher.begin(name, node.dtype, node.shape)
+
+    def add(block: NDArray[Any]) -> None:
+        digest.update(np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("<")).data)
+        stats.add(block)
+
+    reader.blocks(name, add)
+    hasher.finish(name, digest)
+
+
+def hdf5_frames(reader: H5Reader, name: str, layout: str, *, intensity: bool) -> Frames:
+    node = reader.dataset(name)
+    return Frames(reader.path, name, layout, intensity, tuple(node.shape), node.dtype.str)
+
+
+@dataclass
+class HDF5Source:
+    """A scan whose positions, probe and object are in memory and patterns in ``frames``."""
+
+    label: str
+    frames: Frames
+    small: dict[str, Any]
+    #: The datasets read and their units, for the sidecar's notes and ``info``.
+    datasets: dict[str, str]
+    transformations: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    dropped_keys: list[str] = field(default_factory=list)
+    #: What the sidecar records of the source beyond its path: its format and so on.
+    provenance: dict[str, Any] = field(default_factory=dict)
+    verify: bool = False
+    progress: Progress | None = None
+    _hasher: ContentHasher = field(default_factory=ContentHasher)
+
+    def __post_init__(self) -> None:
+        n = self.frames.count
+        for key in (c.XCOORDS, c.YCOORDS, *c.OPTIONAL_PER_POSITION):
+            if key in self.small:
+                c.check_per_position(self.label, key, self.small[key], n)
+        c.check_object(self.label, self.small[c.OBJECT], exact=False)
+        c.check_probe(self.label, self.small[c.PROBE], self.frames.detector, exact=False)
+
+    @property
+    def n_positions(self) -> int:
+        return self.frames.count
+
+    @property
+    def layout(self) -> str:
+        return self.frames.layout
+
+    def take_patterns(self, indices: Sequence[int]) -> NDArray[Any]:
+        import numpy as np
+
+        frames, key = self.frames, self.frames.name
+        stats = c.AmplitudeStats()
+        if self.verify:
+            for name in sorted(self.small):
+                self._hasher.add_array(name, self.small[name])
+            patterns = frames.take(indices, self._hasher, stats, self.progress)
+        else:
+            patterns = frames.take(indices, progress=self.progress)
+            stats.add(patterns)
+        scope = "" if self.verify else " in the selected patterns"
+        if not frames.intensity:
+            stats.check(self.label, key, scope)
+            return patterns
+        _check_intensities(self.label, key, stats, scope)
+        amplitudes = np.sqrt(patterns.astype(np.float64))
+        peak = float(amplitudes.max()) if amplitudes.size else 0.0
+        k = 0
+        while peak * 2.0**-k >= c.MAX_AMPLITUDE:
+            k += 1
+        amplitudes *= 2.0**-k
+        self.transformations.append(
+            f"diffraction: amplitude = sqrt(intensity) * 2**-{k} ({2.0**-k:g}), in float64,"
+            f" then cast to float32: the power of two that brings the selected patterns'"
+            f" largest amplitude {peak:.6g} below {c.MAX_AMPLITUDE:g}"
+        )
+        return amplitudes.astype(np.float32)
+
+    def content_sha256(self) -> str | None:
+        return self._hasher.content_sha256 if self.verify else None
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the datasets used: the patterns' path, dtype and shape, and the
+        content digests of everything else read; free, whatever the patterns' size."""
+        frames = self.frames
+        small = ContentHasher()
+        for key in sorted(self.small):
+            small.add_array(key, self.small[key])
+        lines: list[object] = [frames.path.name, frames.name, frames.dtype, list(frames.shape)]
+        lines.append(sorted(small.arrays.items()))
+        return hashlib.sha256(json.dumps(lines).encode()).hexdigest()
+
+
+def _check_intensities(label: str, key: str, stats: c.AmplitudeStats, scope: str) -> None:
+    if stats.nonfinite:
+        raise ContractError(
+            label,
+            key,
+            f"{key!r} has {stats.nonfinite} non-finite values (NaN or inf){scope} but finite"
+            " intensities are required",
+        )
+    if stats.size and stats.low < 0:
+        raise ContractError(
+            label,
+            key,
+            f"{key!r} has minimum {stats.low:g}{scope} but intensities must be >= 0"
+            " (subtract the background with clipping at 0 first)",
+        )
+
+
+def single_mode(label: str, name: str, array: NDArray[Any], what: str) -> NDArray[Any]:
+    """A 2-D array from one with leading axes of length 1 (one mode, one layer)."""
+    if array.ndim < 2 or any(n != 1 for n in array.shape[:-2]):
+        raise ContractError(
+            label,
+            name,
+            f"{name!r} has shape {array.shape} but one 2-D {what} is required (leading axes of"
+            " length 1 are accepted); export a single mode",
+        )
+    return array.reshape(array.shape[-2:])
+
+
+def open_hdf5(
+    path: Path,
+    label: str,
+    layout: str | None = None,
+    *,
+    diffraction: Path | None = None,
+    diffraction_label: str | None = None,
+    keys: Mapping[str, str] | None = None,
+    verify: bool = False,
+    progress: Progress | None = None,
+) -> HDF5Source:
+    """The HDF5 source at ``path``, recognised by what it holds.
+
+    ``keys`` maps fixture keys to dataset paths (any layout); otherwise a file with
+    ``probe_position_x_m`` is a ptychodus product, whose patterns are in ``diffraction``
+    (a CXI file or an NPZ), and one with ``entry_1`` a CXI file.
+    """
+    from . import cxi, product
+
+    with H5Reader(path) as reader:
+        if keys is not None:
+            if diffraction is not None:
+                raise ContractError(label, None, "takes --keys or --diffraction, not both")
+            source = mapped(reader, label, keys, layout)
+        elif reader.has(product.POSITIONS_X):
+            if diffraction is None:
+                raise ContractError(
+                    label,
+                    product.POSITIONS_X,
+                    "is a ptychodus product file, which holds no diffraction patterns; give"
+                    " them with --diffraction DATA.cxi or DATA.npz (in pytest: the"
+                    " ptycho_fixture_diffraction ini option)",
+                )
+            shown = diffraction_label or str(diffraction)
+            source = product.product_source(reader, label, diffraction, shown, layout)
+        elif cxi.is_cxi(reader):
+            if diffraction is not None:
+                raise ContractError(
+                    label, None, "is a CXI file, which holds its own patterns; drop --diffraction"
+                )
+            source = cxi.cxi_source(reader, label)
+        else:
+            raise ContractError(
+                label,
+                None,
+                f"is an HDF5 file but neither CXI ({cxi.DATA[0]}) nor a ptychodus product"
+                f" ({product.POSITIONS_X}); name its datasets with --keys"
+                " diffraction=/path,xcoords=/path,ycoords=/path,probeGuess=/path,"
+                "objectGuess=/path",
+            )
+    source.verify, source.progress = verify, progress
+    return source
+
+
+def scan_positions(
+    path: Path, label: str, keys: Mapping[str, str] | None = None
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """The positions of an HDF5 source in object pixels, without reading its patterns."""
+    from . import cxi, product
+
+    with H5Reader(path) as reader:
+        if keys is not None:
+            return reader.read(keys[c.XCOORDS], "f"), reader.read(keys[c.YCOORDS], "f")
+        if reader.has(product.POSITIONS_X):
+            return product.positions(reader, label)
+        source = cxi.cxi_source(reader, label) if cxi.is_cxi(reader) else None
+    if source is None:
+        raise ContractError(label, None, "is an HDF5 file of no layout known without --keys")
+    return source.small[c.XCOORDS], source.small[c.YCOORDS]
+
+
+def mapped(reader: H5Reader, label: str, keys: Mapping[str, str], layout: str | None) -> HDF5Source:
+    """The source ``--keys`` describes: positions in object pixels, amplitudes or intensities."""
+    import numpy as np
+
+    small: dict[str, Any] = {}
+    datasets: dict[str, str] = {}
+    for key in (c.XCOORDS, c.YCOORDS, *c.OPTIONAL_PER_POSITION):
+        if key in keys:
+            kinds = "iu" if key == "scan_index" else "f"
+            small[key] = reader.read(keys[key], kinds)
+            datasets[key] = f"{keys[key]} (object pixels)" if key != "scan_index" else keys[key]
+    for key in (c.PROBE, c.OBJECT):
+        small[key] = reader.read(keys[key], "c")
+        datasets[key] = f"{keys[key]} (complex)"
+    intensity = "intensities" in keys
+    name = keys["intensities" if intensity else c.DIFFRACTION]
+    node = reader.dataset(name)
+    if not intensity:
+        c.check_diffraction_dtype(label, name, node.dtype)
+    n = int(np.asarray(small[c.XCOORDS]).shape[0])
+    decided = c.decide_layout(label, node.shape, n, layout)
+    frames = hdf5_frames(reader, name, decided, intensity=intensity)
+    datasets[c.DIFFRACTION] = f"{name} ({'intensities' if intensity else 'amplitudes'})"
+    return HDF5Source(
+        label,
+        frames,
+        small,
+        datasets,
+        notes=[f"HDF5 datasets mapped by --keys: {_shown(datasets)}"],
+        provenance={"source_format": KEYS_FORMAT, "source_keys": dict(keys)},
+    )
+
+
+def _shown(datasets: Mapping[str, str]) -> str:
+    return ", ".join(f"{key}={where}" for key, where in datasets.items())
+
+
+def object_pixels(
+    label: str, name: str, metres: NDArray[Any], pixel_m: float, centre_m: float, side: int
+) -> NDArray[Any]:
+    """Object pixel coordinates of positions in metres, as ptychodus maps them:
+    ``(x_m - centre_m) / pixel_m + side / 2``."""
+    import numpy as np
+
+    values = np.asarray(metres, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ContractError(
+            label, name, f"{name!r} has non-finite positions but finite metres are required"
+        )
+    return (values - centre_m) / pixel_m + side / 2
+
+
+def unit_object(span_px: tuple[float, float], probe: tuple[int, int]) -> tuple[int, int]:
+    """``(rows, cols)`` of an object that covers a scan's span plus a probe's width.
+
+    ptychodus' rule (scan bounding box plus the probe's extent), at least
+    :data:`.contract.MIN_OBJECT_SIDE` a side.
+    """
+    rows = max(c.MIN_OBJECT_SIDE, math.ceil(span_px[1] + probe[0]))
+    cols = max(c.MIN_OBJECT_SIDE, math.ceil(span_px[0] + probe[1]))
+    return rows, cols
