@@ -329,12 +329,19 @@ def build_fixture(
     cells = occupied_cells(xcoords, ycoords, indices)
     cover[CELLS] = cells
     if min(cover["x"], cover["y"]) < min_coverage:
+        # spread covers the scan in two dimensions; stratified can land on one raster column.
+        fix = (
+            "lower --min-coverage"
+            if strategy == "spread"
+            else "use --subset-strategy spread (one position per cell of a grid over the"
+            " scan) or lower --min-coverage"
+        )
         raise ContractError(
             label,
             c.XCOORDS if cover["x"] < min_coverage else c.YCOORDS,
             f"the {strategy} subset covers {cover['x']:.1%} of the x range and"
             f" {cover['y']:.1%} of the y range but at least {min_coverage:.0%} of each is"
-            " required; use --subset-strategy stratified or lower --min-coverage",
+            f" required; {fix}",
         )
     patterns = source.take_patterns(indices)
     subset_rule = rule(strategy, n, subset_size, gridsize)

@@ -145,7 +145,7 @@ def test_subset_strategy_first_needs_a_lower_min_coverage_on_a_raster(
     args = ("generate", "--source", raster, "--output", out / "f.npz", "--subset-strategy", "first")
     line = one_error_line(run_cli(*args))
     assert f"{raster}: the first subset covers" in line
-    assert "use --subset-strategy stratified or lower --min-coverage" in line
+    assert "use --subset-strategy spread (one position per cell" in line
     assert folder_entries(out) == []
     result = run_cli(*args, "--min-coverage", "0.05", "--subset-size", "20")
     assert result.returncode == 0, result.stderr

@@ -257,7 +257,7 @@ def test_it_refuses_a_subset_that_covers_too_little_and_suggests_stratified(
         f" {_span(y[:64]) / _span(y):.1%} of the y range" in str(caught.value)
     )
     assert "at least 50% of each is required" in str(caught.value)
-    assert "use --subset-strategy stratified" in str(caught.value)
+    assert "use --subset-strategy spread" in str(caught.value)
     assert folder_entries(out) == []
 
 
