@@ -17,7 +17,8 @@ stratified, compressed NPZ and JSON sidecar; the sidecar must record ``source_fo
 h5py (``f[name][()]``), take 64 evenly spaced frames with numpy, square-root them to
 amplitudes (float32), and write them, their coordinates and the probe with ``np.savez``.
 One warm-up run of each side comes first, so that both read the file from the OS page
-cache: the rows measure the work of each side, not the disk.
+cache: the rows measure the work of each side, not the disk. With ``--cold`` the source's
+pages are dropped from the cache before every timed run, so that both read from disk.
 
 Peak RSS is measured apart, in a fresh child process per side and round, running the same
 function; the child reports the high-water mark of its own memory (``VmHWM`` in
@@ -178,8 +179,19 @@ def naive(source: str, output: str) -> None:
 SIDES: dict[str, Callable[[str, str], None]] = {"ours": ours, "naive": naive}
 
 
-def timed(side: str, source: Path, output: Path) -> float:
-    """Wall seconds of one in-process run of ``side``."""
+def evict(path: Path) -> None:
+    """Drop ``path``'s pages from the OS page cache, so that the next read is from disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def timed(side: str, source: Path, output: Path, cold: bool = False) -> float:
+    """Wall seconds of one in-process run of ``side`` (``cold``: the source evicted first)."""
+    if cold:
+        evict(source)
     started = time.perf_counter()
     SIDES[side](str(source), str(output))
     return time.perf_counter() - started
@@ -209,6 +221,12 @@ def main() -> None:
         help="detector side: 64 (the fixture's, as Run1084's; 65536 frames) or e.g. 256"
         " (4096 frames); the dataset is 1 GiB either way",
     )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="evict the source from the page cache before every timed run (posix_fadvise"
+        " DONTNEED), so that both sides read from disk",
+    )
     parser.add_argument("--frames", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -225,7 +243,7 @@ def main() -> None:
     walls: dict[str, list[float]] = {side: [] for side in SIDES}
     for _ in range(args.rounds):
         for side in ("naive", "ours"):
-            walls[side].append(timed(side, source, outputs[side]))
+            walls[side].append(timed(side, source, outputs[side], args.cold))
     peaks: dict[str, list[float]] = {side: [] for side in SIDES}
     for _ in range(args.rounds):
         for side in ("naive", "ours"):
@@ -240,7 +258,8 @@ def main() -> None:
                    f" chunked per frame, stored; {SUBSET} positions")
     print(f"\n{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()},"
           f" numpy {np.__version__}; in-process medians of {args.rounds} alternating rounds"
-          f" after one warm-up each (page cache warm); peak RSS of fresh child processes\n")
+          f" after one warm-up each ({'source evicted before each run' if args.cold else 'page cache warm'});"
+          " peak RSS of fresh child processes\n")
     print("| source | naive wall | ours wall | ratio | per-round ratios"
           f" | target <= {TARGET_RATIO}x | naive peak RSS | ours peak RSS | ratio"
           f" | target <= {TARGET_RSS_MB:.0f} MB |")

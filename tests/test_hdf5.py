@@ -327,6 +327,17 @@ def test_generate_takes_a_product_and_its_patterns_on_the_command_line(tmp_path:
     assert sidecar(out)["source_diffraction"] == str(data)
 
 
+def test_generate_takes_a_compressed_cxi_file_on_the_command_line(tmp_path: Path) -> None:
+    source = write_cxi(tmp_path / "scan.cxi", kind="gzip")
+    out = tmp_path / "f.npz"
+    result = run_cli("generate", "--source", source, "--output", out, "--verify-source")
+    assert result.returncode == 0, result.stderr
+    assert "subset          64 of 100 positions (stratified)" in result.stdout
+    meta = sidecar(out)
+    assert meta["source_format"] == "cxi" and len(meta["source_content_sha256"]) == 64
+    assert run_cli("verify", out).returncode == 0
+
+
 def test_generate_takes_keys_on_the_command_line(tmp_path: Path) -> None:
     source = write_mapped(tmp_path / "scan.h5")
     out = tmp_path / "f.npz"
