@@ -41,10 +41,11 @@ def _attribute(reader: H5Reader, label: str, name: str, attr: str, *, positive: 
         number = None
     if number is None or not math.isfinite(number) or (positive and number <= 0):
         want = "a finite number > 0" if positive else "a finite number"
+        shown = repr(value) if number is None else f"{number:g}"
         raise ContractError(
             label,
             f"{name}@{attr}",
-            f"'{name}@{attr}' is {value!r} but {want} (metres) is required",
+            f"'{name}@{attr}' is {shown} but {want} (metres) is required",
         )
     return number
 

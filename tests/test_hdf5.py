@@ -539,3 +539,50 @@ def test_an_in_file_virtual_dataset_is_read(tmp_path: Path) -> None:
         sidecar(inside.output_path)["content_sha256"]
         == sidecar(plain.output_path)["content_sha256"]
     )
+
+
+@pytest.mark.parametrize("dtype", ["<u2", ">f4", ">f8", "<i4"])
+def test_detector_counts_of_any_integer_or_byte_order_give_the_same_fixture(
+    dtype: str, tmp_path: Path
+) -> None:
+    """Integer counts as detectors write them, and big-endian floats, read as their values."""
+    a = dict(nhw_arrays())
+    counts = np.rint(a["diffraction"] ** 2 * 16)
+    a["diffraction"] = np.sqrt(counts / 16)
+    reference = generate_fixture(write_cxi(tmp_path / "f8.cxi", a, scale=16.0), tmp_path / "a.npz")
+
+    def stored(f: h5py.File) -> None:
+        f.create_dataset(DATA, data=counts.astype(dtype), chunks=(4, DETECTOR, DETECTOR))
+
+    other = generate_fixture(write_cxi(tmp_path / "x.cxi", a, data=stored), tmp_path / "b.npz")
+    assert (
+        sidecar(other.output_path)["content_sha256"]
+        == sidecar(reference.output_path)["content_sha256"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("attr", "value", "says"),
+    [
+        ("pixel_width_m", "wide", "'/object@pixel_width_m' is 'wide' but a finite number > 0"),
+        ("pixel_height_m", -5e-8, "'/object@pixel_height_m' is -5e-08 but a finite number > 0"),
+        ("center_x_m", None, "'/object@center_x_m' is None but a finite number (metres)"),
+    ],
+)
+def test_a_product_with_a_bad_object_geometry_is_refused_naming_the_attribute(
+    attr: str, value: Any, says: str, tmp_path: Path
+) -> None:
+    def edit(f: h5py.File) -> None:
+        if value is None:
+            del f["object"].attrs[attr]
+        else:
+            f["object"].attrs[attr] = value
+
+    product = write_product(tmp_path / "product.h5", edit=edit)
+    with pytest.raises(ContractError) as caught:
+        generate_fixture(
+            product, tmp_path / "out" / "f.npz", diffraction=write_cxi(tmp_path / "d.cxi")
+        )
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+    assert caught.value.key == f"/object@{attr}"
+    assert not (tmp_path / "out").exists()
