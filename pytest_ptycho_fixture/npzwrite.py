@@ -11,7 +11,10 @@ data holds almost no repeated strings for LZ77 to find, so this is as small as l
 on a fixture (0.920 against 0.922 of the diffraction's size) at a third of level 1's
 time. Deflation is split into blocks of ``BLOCK_BYTES``: each is deflated on its own and
 ended with a sync flush, so the blocks join into one valid deflate stream (with Huffman
-coding only, no block refers back to another). The blocks are fixed by the data, not by
+coding only, no block refers back to another). A member whose elements are all the same
+bytes (the unit object made for a source without one, say) is the exception: Huffman
+coding alone shrinks it only 6:1 at about 70 MB/s, so it is deflated with LZ77 at level 1
+(about 190:1, four times as fast), each block still on its own. The blocks are fixed by the data, not by
 the number of threads, so the bytes do not depend on the machine; the threads deflate
 blocks at once (zlib releases the GIL). A member whose bytes equal an earlier one's
 (``diff3d``, the alias of ``diffraction``) reuses its compressed bytes.
@@ -46,7 +49,7 @@ DEFLATED = 8
 ZIP64_LIMIT = (1 << 31) - 1
 #: Bytes of a member deflated as one block.
 BLOCK_BYTES = 256 << 10
-#: Any level from 1 to 9 gives the same bytes: Huffman-only coding ignores it.
+#: Any level from 1 to 9 gives the same bytes with Huffman-only coding; level 1 for LZ77.
 _LEVEL = 1
 
 #: A member's local header (the reader in :mod:`.npzread` parses it with these too).
@@ -103,7 +106,8 @@ def write_npz_to(
         # Not ascontiguousarray: that turns a 0-d array into shape (1,).
         array = np.asarray(array, dtype=little_endian(array.dtype), order="C")
         data = memoryview(array.reshape(-1).view(np.uint8).data)
-        entries.append(Entry(f"{key}.npy", npy_header(array.dtype, array.shape), data))
+        header = npy_header(array.dtype, array.shape)
+        entries.append(Entry(f"{key}.npy", header, data, _repeated(array)))
     return write_zip(handle, entries, compress=compress)
 
 
@@ -118,6 +122,19 @@ class Entry:
     name: str
     header: bytes
     data: memoryview
+    #: Every element holds the same bytes: deflated with LZ77 rather than Huffman only.
+    repeated: bool = False
+
+
+def _repeated(array: NDArray[Any]) -> bool:
+    """Whether an array of two or more elements repeats its first element's bytes."""
+    import numpy as np
+
+    if array.size < 2 or array.itemsize == 0:
+        return False
+    rows = array.reshape(-1).view(np.uint8).reshape(array.size, array.itemsize)
+    # A few rows first: most arrays differ at once, and are not compared whole.
+    return bool((rows[:64] == rows[0]).all() and (rows == rows[0]).all())
 
 
 @dataclass
@@ -247,9 +264,8 @@ def _deflate_block(entry: Entry, block: int) -> bytes:
     data = entry.data
     start = block * BLOCK_BYTES
     stop = min(start + BLOCK_BYTES, len(data))
-    packer = zlib.compressobj(
-        _LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, zlib.Z_HUFFMAN_ONLY
-    )
+    strategy = zlib.Z_DEFAULT_STRATEGY if entry.repeated else zlib.Z_HUFFMAN_ONLY
+    packer = zlib.compressobj(_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, strategy)
     head = packer.compress(entry.header) if block == 0 else b""
     body = packer.compress(data[start:stop])
     tail = packer.flush(zlib.Z_FINISH if stop >= len(data) else zlib.Z_SYNC_FLUSH)

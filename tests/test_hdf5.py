@@ -615,3 +615,15 @@ def test_a_product_with_a_bad_object_geometry_is_refused_naming_the_attribute(
     assert says in str(caught.value) and "\n" not in str(caught.value)
     assert caught.value.key == f"/object@{attr}"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_source_rewritten_in_place_is_checked_again(tmp_path: Path) -> None:
+    """The size checks are remembered per file identity: a new file at the same path is not
+    taken for the one checked before."""
+    from h5files import declared_beyond_stored
+
+    path = write_cxi(tmp_path / "source.cxi")
+    generate_fixture(path, tmp_path / "a.npz")
+    assert declared_beyond_stored(chunked=True)(tmp_path) == path
+    with pytest.raises(ContractError, match="but stores only 0 bytes"):
+        generate_fixture(path, tmp_path / "b.npz")
