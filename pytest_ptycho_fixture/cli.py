@@ -426,10 +426,10 @@ def _info(args: argparse.Namespace) -> int:
     from .hdf5read import is_hdf5
     from .npzread import load_npz
 
-    if args.path.is_file() and is_hdf5(args.path):
+    # With --diffraction or --keys, open_source refuses a file that is not HDF5.
+    hdf5_options = args.diffraction is not None or args.keys is not None
+    if hdf5_options or (args.path.is_file() and is_hdf5(args.path)):
         return _info_hdf5(args)
-    if args.diffraction is not None or args.keys is not None:
-        raise _BadInput(f"{args.path}: is not an HDF5 file; --diffraction and --keys are for one")
     loaded = load_npz(args.path)
     print(f"{args.path}")
     width = max((len(key) for key in loaded.arrays), default=0)

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from . import contract as c
 from .contract import ContractError
-from .hdf5source import PLANCK_C, HDF5Source, hdf5_frames, object_pixels, single_mode, unit_object
+from .hdf5source import (
+    PLANCK_C,
+    Frames,
+    HDF5Source,
+    hdf5_frames,
+    object_pixels,
+    single_mode,
+    unit_object,
+)
 
 if TYPE_CHECKING:
     from .hdf5read import H5Reader
@@ -49,16 +57,23 @@ def _first(reader: H5Reader, label: str, names: tuple[str, ...], what: str) -> s
     )
 
 
-def cxi_source(reader: H5Reader, label: str) -> HDF5Source:
-    import numpy as np
-
+def patterns(reader: H5Reader, label: str) -> Frames:
+    """The CXI intensities ``(N, H, W)``: those of a CXI source, or of a product's."""
     data = _first(reader, label, DATA, "intensities")
     node = reader.dataset(data)
     if node.ndim != 3:
         raise ContractError(
             label, data, f"{data!r} has shape {node.shape} but (N, H, W) intensities are required"
         )
-    n, h, w = (int(s) for s in node.shape)
+    return hdf5_frames(reader, data, "NHW", intensity=True)
+
+
+def cxi_source(reader: H5Reader, label: str) -> HDF5Source:
+    import numpy as np
+
+    frames = patterns(reader, label)
+    data = frames.name
+    n, h, w = frames.shape
     where = _first(reader, label, TRANSLATION, "translations")
     translation = reader.read(where, "iuf").astype(np.float64)
     if translation.shape != (n, 3):
@@ -126,7 +141,7 @@ def cxi_source(reader: H5Reader, label: str) -> HDF5Source:
     small: dict[str, Any] = {c.XCOORDS: xcoords, c.YCOORDS: ycoords, c.PROBE: probe, c.OBJECT: obj}
     return HDF5Source(
         label,
-        hdf5_frames(reader, data, "NHW", intensity=True),
+        frames,
         small,
         datasets,
         transformations=transformations,

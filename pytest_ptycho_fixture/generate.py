@@ -497,11 +497,10 @@ def generate_fixture(
     subset_size = parse_subset_size(subset_size, "subset_size")
     gridsize = grouping(strategy, subset_size, gridsize, "gridsize")
     min_coverage = parse_fraction(min_coverage, "min_coverage")
-    if isinstance(keys, str):
-        parsed = parse_keys(keys, "keys")
-        keys = None if parsed is None else dict(parsed)
-    elif keys is not None:
-        parsed = parse_keys(",".join(f"{key}={where}" for key, where in keys.items()), "keys")
+    if keys is not None:
+        # A mapping is checked as its --keys text would be.
+        text = keys if isinstance(keys, str) else ",".join(f"{k}={v}" for k, v in keys.items())
+        parsed = parse_keys(text, "keys")
         keys = None if parsed is None else dict(parsed)
     output = Path(output_path)
     sidecar = Path(metadata_path) if metadata_path else default_sidecar_path(output)

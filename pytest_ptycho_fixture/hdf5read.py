@@ -80,9 +80,6 @@ class H5Reader:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._virtual: set[str] = set()
-        #: Datasets already checked in this open file. The size check walks the chunk
-        #: index (9 ms for 65536 chunks), so it is done once per dataset.
-        self._checked: dict[tuple[str, str], Any] = {}
         h5py = _h5py(path)
         self._h5py = h5py
         try:
@@ -168,11 +165,6 @@ class H5Reader:
 
     def dataset(self, name: str, kinds: str = "biuf") -> Any:
         """The checked dataset at ``name``, of a dtype kind in ``kinds`` (numpy's letters)."""
-        if (name, kinds) not in self._checked:
-            self._checked[name, kinds] = self._dataset(name, kinds)
-        return self._checked[name, kinds]
-
-    def _dataset(self, name: str, kinds: str) -> Any:
         h5py = self._h5py
         node = self.resolve(name)
         if node is None:

@@ -411,7 +411,7 @@ def _ini(config: pytest.Config, name: str) -> str:
 
 
 def _path(config: pytest.Config, text: str) -> Path | None:
-    return config.rootpath / Path(text).expanduser() if text.strip() else None
+    return resolve_file(config.rootpath, text)
 
 
 # -- configuration, header, summary -------------------------------------------------

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import contract as c
 from .contract import ContractError
 from .hdf5read import H5Reader, is_hdf5
-from .hdf5source import Frames, HDF5Source, hdf5_frames, object_pixels, single_mode
+from .hdf5source import Frames, HDF5Source, object_pixels, single_mode
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -162,13 +162,7 @@ def _diffraction(label: str, path: Path, n: int, layout: str | None) -> Frames:
                     f"is an HDF5 file without CXI intensities at {cxi.DATA[0]}; expected the"
                     f" diffraction data of the product {label} as CXI or NPZ",
                 )
-            name = next(name for name in cxi.DATA if reader.has(name))
-            node = reader.dataset(name)
-            if node.ndim != 3:
-                raise ContractError(
-                    path, name, f"{name!r} has shape {node.shape} but (N, H, W) is required"
-                )
-            return hdf5_frames(reader, name, "NHW", intensity=True)
+            return cxi.patterns(reader, str(path))
     from .npzread import NpzReader
 
     with NpzReader(path) as npz:
