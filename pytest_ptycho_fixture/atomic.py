@@ -16,7 +16,7 @@ import functools
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,9 +29,13 @@ def temp_prefix(target: Path) -> str:
 
 
 @contextlib.contextmanager
-def atomic_writer(target: Path) -> Iterator[BinaryIO]:
+def atomic_writer(
+    target: Path, check: Callable[[Path], None] | None = None
+) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``target`` only if the block completes.
 
+    ``check``, if given, is called with the temporary file's path once it is written and
+    synced, before it takes ``target``'s name: what it raises leaves ``target`` as it was.
     On any error the temporary file is removed and ``target`` is left as it was; an
     ``OSError`` met while writing (a full disk, a file size limit) names ``target``.
     A symlink at ``target`` is replaced by the new file; what it pointed to is never
@@ -44,6 +48,8 @@ def atomic_writer(target: Path) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+            if check is not None:
+                check(temp)
             os.chmod(temp, 0o644 & ~_umask())
             # Renamed while still open, so the lock on it lasts until it has its final name.
             os.replace(temp, target)

@@ -11,6 +11,12 @@ created (read-only), nobody can write either: the fixture is verified without th
 A *committed* sidecar (in the project, or shipped in the package) is the reference and is
 never written except by :meth:`FixtureCache.regenerate` (``--regen-fixture``). A sidecar
 kept in the cache folder is written with its fixture and detects corruption only.
+
+With a store (:mod:`.store`), a committed fixture that is missing or wrong is fetched
+first, under the same lock: the entry named by the sidecar's ``content_sha256`` is
+downloaded beside the fixture and takes its name only if its arrays have that digest.
+Only when the store has no such copy is the fixture generated, and then, if asked, pushed.
+In offline mode nothing is generated: what the store cannot provide is an error.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import TYPE_CHECKING, Any, final
 from . import locking, messages
 from .contract import ContractError
 from .messages import FixtureError
-from .spec import FixtureSpec, show, source_label
+from .spec import FixtureSpec, show, source_label, store_label
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
 
     from .npzread import LoadedNpz
     from .runrecord import StaleRecord
+    from .store import Store, StoreFault
 
 #: Key written into cache-folder sidecars: the run that last regenerated them.
 CACHE_RUN = "cache_run"
@@ -69,7 +76,9 @@ class FixtureCache:
     relative to; ``record`` is where a run notes a fixture that regenerating did not fix,
     so that its other processes report it without regenerating (see :mod:`.runrecord`).
     ``verify_source`` makes a generation read all of a source NPZ (see ``NpzSource``).
-    Every error is a :class:`~.messages.FixtureError`.
+    ``store`` is the URL or folder of a store (see :mod:`.store`), each of whose requests
+    waits at most ``store_timeout`` seconds; ``store_push`` pushes what was generated to it;
+    ``offline`` forbids generating. Every error is a :class:`~.messages.FixtureError`.
     """
 
     lock_timeout: float = locking.DEFAULT_TIMEOUT
@@ -79,9 +88,14 @@ class FixtureCache:
     verify_source: bool = False
     root: Path | None = None
     record: StaleRecord | None = None
+    store: str | None = None
+    store_timeout: float = 30.0
+    store_push: bool = False
+    offline: bool = False
     stats: Stats = field(default_factory=Stats)
     verified: dict[Path, Verified] = field(default_factory=dict)
     failed: dict[Path, FixtureError] = field(default_factory=dict)
+    _store: Store | None = None
 
     def show(self, path: Path) -> str:
         """``path`` relative to the rootdir when it is inside it."""
@@ -107,7 +121,10 @@ class FixtureCache:
             with self._locked(spec):
                 self._check_source(spec, None)
                 metadata = self._generate(spec, write_sidecar=True)
-                return self._accept(spec, metadata, self._read_back(spec, metadata))
+                verified = self._accept(spec, metadata, self._read_back(spec, metadata))
+                if spec.committed:
+                    self._push(spec, str(metadata["content_sha256"]))
+                return verified
 
         result = self._settle(spec, work)
         if spec.committed:
@@ -161,7 +178,33 @@ class FixtureCache:
                 return self._accept(spec, expected, loaded)
             if loaded is not None:
                 problem = _stale(expected, loaded)
-        self._check_source(spec, problem)
+        fault: StoreFault | None = None
+        if spec.committed and expected is not None and self.store is not None:
+            from .store import StoreFault
+
+            try:
+                label, fetched = self._fetch(spec, str(expected["content_sha256"]))
+            except StoreFault as exc:
+                fault = exc
+            else:
+                if problem is not None and problem != messages.MISSING:
+                    self.stats.healed.append(
+                        messages.healed(
+                            self.show(spec.path), problem, label, self.show(spec.sidecar),
+                            fetched=True,
+                        )
+                    )
+                return self._accept(spec, expected, fetched)
+        if self.offline:
+            digest = str(expected["content_sha256"]) if spec.committed and expected else None
+            raise messages.Offline(
+                self.show(spec.path),
+                problem or "must be generated",
+                fault.store if fault is not None else self._store_label(),
+                fault.about if fault is not None else None,
+                digest,
+            )
+        self._check_source(spec, problem, fault)
         generated = self._generate(spec, write_sidecar=not spec.committed)
         reference = expected if spec.committed and expected is not None else generated
         loaded = self._read_back(spec, generated)
@@ -184,7 +227,16 @@ class FixtureCache:
                     self.show(spec.path), problem, self.source_label(spec), self.show(spec.sidecar)
                 )
             )
-        return self._accept(spec, reference, loaded)
+        if fault is not None:
+            self.stats.store_notes.append(
+                messages.generated_instead(
+                    self.show(spec.path), str(fault), self.source_label(spec)
+                )
+            )
+        verified = self._accept(spec, reference, loaded)
+        if spec.committed:
+            self._push(spec, str(reference["content_sha256"]))
+        return verified
 
     def _verify_unlocked(self, spec: FixtureSpec, why: messages.NotWritable) -> Verified:
         """Verify a fixture in a folder nobody can write to."""
@@ -262,23 +314,69 @@ class FixtureCache:
         return self.regen and not spec.committed and expected.get(CACHE_RUN) != self.run_id
 
     def _load(self, spec: FixtureSpec) -> tuple[LoadedNpz | None, str | None]:
-        from .npzread import load_npz
+        return _load_file(spec.path)
 
-        if not spec.path.exists():
-            return None, messages.MISSING
-        try:
-            return load_npz(spec.path), None
-        except ContractError as exc:
-            return None, messages.damaged(exc.message)
-        except OSError as exc:
-            return None, messages.unreadable(exc.strerror or str(exc))
-
-    def _check_source(self, spec: FixtureSpec, problem: str | None) -> None:
+    def _check_source(
+        self, spec: FixtureSpec, problem: str | None, fault: StoreFault | None = None
+    ) -> None:
         if spec.source is None or spec.source.is_file():
             return
         raise messages.SourceMissing(
-            self.show(spec.path), self.show(spec.source), spec.source.is_dir(), problem
+            self.show(spec.path),
+            self.show(spec.source),
+            spec.source.is_dir(),
+            problem,
+            None if fault is None else str(fault),
         )
+
+    def _store_label(self) -> str | None:
+        return None if self.store is None else store_label(self.root, self.store)
+
+    def _opened_store(self) -> Store:
+        """The store, opened on first use (its module imports what its protocol needs)."""
+        if self._store is None:
+            from .store import open_store
+
+            assert self.store is not None
+            self._store = open_store(self.store, self.store_timeout, self._store_label())
+        return self._store
+
+    def _fetch(self, spec: FixtureSpec, digest: str) -> tuple[str, LoadedNpz]:
+        """Fetch the entry of ``digest`` to the fixture's path: the store's label and the
+        fixture as checked. Raises a ``StoreFault`` when the store has no verified copy."""
+        store = self._opened_store()
+        started = time.perf_counter()
+        checked: list[LoadedNpz] = []
+
+        def check(temp: Path) -> str | None:
+            loaded, problem = _load_file(temp)
+            if loaded is None:
+                return problem
+            if loaded.content_sha256 != digest:
+                return f"has content_sha256 {loaded.content_sha256}"
+            checked.append(loaded)
+            return None
+
+        try:
+            store.fetch(digest, spec.path, check)
+        except OSError as exc:
+            raise self._write_failed(spec, exc) from None
+        self.stats.fetches.append((self.worker, store.label, time.perf_counter() - started))
+        return store.label, checked[0]
+
+    def _push(self, spec: FixtureSpec, digest: str) -> None:
+        """Push a fixture just generated, if asked; a failure is noted, not raised."""
+        if not self.store_push or self.store is None:
+            return
+        from .store import StoreFault, entry_name
+
+        try:
+            store = self._opened_store()
+            if store.push(spec.path, digest):
+                note = messages.pushed(self.show(spec.path), store.label, entry_name(digest))
+                self.stats.store_notes.append(note)
+        except StoreFault as exc:
+            self.stats.store_notes.append(messages.push_failed(self.show(spec.path), str(exc)))
 
     def _generate(self, spec: FixtureSpec, *, write_sidecar: bool) -> dict[str, Any]:
         from .generate import build_fixture, open_source, write_fixture
@@ -317,11 +415,14 @@ class FixtureCache:
                 detail = f"{self.show(spec.diffraction)}: {exc.message}"
             raise messages.SourceRefused(self.show(spec.path), label, detail) from None
         except OSError as exc:
-            shown = self.show(spec.path)
-            where = self.show(Path(exc.filename)) if exc.filename else shown
-            raise messages.WriteFailed(shown, where, exc.strerror or str(exc)) from None
+            raise self._write_failed(spec, exc) from None
         self.stats.generations.append((self.worker, time.perf_counter() - started))
         return metadata
+
+    def _write_failed(self, spec: FixtureSpec, exc: OSError) -> messages.WriteFailed:
+        shown = self.show(spec.path)
+        where = self.show(Path(exc.filename)) if exc.filename else shown
+        return messages.WriteFailed(shown, where, exc.strerror or str(exc))
 
     def _read_back(self, spec: FixtureSpec, generated: Mapping[str, Any]) -> LoadedNpz:
         """Read what was just written and check it holds what was generated."""
@@ -331,6 +432,20 @@ class FixtureCache:
                 self.show(spec.path), problem or "differs from what was generated"
             )
         return loaded
+
+
+def _load_file(path: Path) -> tuple[LoadedNpz | None, str | None]:
+    """The NPZ at ``path``, or ``None`` and what is wrong with it."""
+    from .npzread import load_npz
+
+    if not path.exists():
+        return None, messages.MISSING
+    try:
+        return load_npz(path), None
+    except ContractError as exc:
+        return None, messages.damaged(exc.message)
+    except OSError as exc:
+        return None, messages.unreadable(exc.strerror or str(exc))
 
 
 def _stale(expected: Mapping[str, Any], loaded: LoadedNpz) -> str:

@@ -1,4 +1,4 @@
-"""The ``ptycho-fixture`` command line: generate, verify, info, simulate, show.
+"""The ``ptycho-fixture`` command line: generate, verify, push, info, simulate, show.
 
 Exit status: 0 success, 1 verification mismatch, 2 bad input (one line on stderr,
 nothing written), 130 interrupted by Ctrl-C (one line on stderr; what was under way is
@@ -21,6 +21,7 @@ from ._version import __version__
 from .progress import Progress, terminal_progress
 from .spec import (
     DEFAULT_GRIDSIZE,
+    DEFAULT_STORE_TIMEOUT,
     DEFAULT_STRATEGY,
     DEFAULT_SUBSET,
     LAYOUTS,
@@ -35,8 +36,11 @@ from .spec import (
     parse_known_layout,
     parse_layout,
     parse_positions,
+    parse_store,
+    parse_store_timeout,
     parse_strategy,
     parse_subset_size,
+    store_label,
 )
 
 if TYPE_CHECKING:
@@ -152,6 +156,28 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("path", type=Path, help="fixture NPZ")
     ver.add_argument("--metadata", type=Path, help="sidecar (default: PATH with .json)")
 
+    push = commands.add_parser(
+        "push",
+        help="upload a verified fixture to a store, named by its content digest, for the"
+        " machines that fetch it (the plugin's ptycho_fixture_store)",
+    )
+    push.add_argument("path", type=Path, help="fixture NPZ")
+    push.add_argument(
+        "--store",
+        required=True,
+        metavar="URL",
+        help="a folder, file://, s3:// or gs:// (http(s):// stores are read-only)",
+    )
+    push.add_argument("--metadata", type=Path, help="sidecar (default: PATH with .json)")
+    push.add_argument(
+        "--timeout",
+        type=argparse_type(parse_store_timeout, "--timeout"),
+        default=DEFAULT_STORE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"the most the store may take to connect or to answer (default"
+        f" {DEFAULT_STORE_TIMEOUT:g})",
+    )
+
     info = commands.add_parser(
         "info",
         help="show a fixture's keys, shapes, ranges, digests; for an HDF5 source, the datasets"
@@ -212,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {
             "generate": _generate,
             "verify": _verify,
+            "push": _push,
             "info": _info,
             "simulate": _simulate,
             "show": _show,
@@ -409,6 +436,45 @@ def _verify(args: argparse.Namespace) -> int:
     mismatch = digest_mismatch(expected["content_sha256"], loaded.content_sha256, differ)
     print(f"MISMATCH {args.path}: {mismatch}; sidecar {sidecar_path}", file=sys.stderr)
     return EXIT_MISMATCH
+
+
+def _push(args: argparse.Namespace) -> int:
+    from .contract import validate_fixture
+    from .messages import digest_mismatch
+    from .npzread import load_npz
+    from .sidecar import default_sidecar_path, differing_arrays, read_sidecar
+    from .store import StoreFault, entry_name, open_store
+
+    try:
+        url = parse_store(args.store, "--store", Path.cwd())
+    except OptionError as exc:
+        raise _BadInput(str(exc)) from None
+    if url is None:
+        raise _BadInput("--store: '' is not a store URL: expected a folder or a URL")
+    loaded = load_npz(args.path)
+    sidecar_path = args.metadata or default_sidecar_path(args.path)
+    expected = read_sidecar(sidecar_path)
+    digest = loaded.content_sha256
+    if digest != expected["content_sha256"]:
+        differ = differing_arrays(expected, loaded.array_sha256, loaded.arrays)
+        mismatch = digest_mismatch(expected["content_sha256"], digest, differ)
+        print(
+            f"MISMATCH {args.path}: {mismatch}; sidecar {sidecar_path}; nothing was pushed",
+            file=sys.stderr,
+        )
+        return EXIT_MISMATCH
+    validate_fixture(args.path, loaded.arrays)
+    try:
+        store = open_store(url, args.timeout, store_label(Path.cwd(), url))
+        uploaded = store.push(args.path, digest)
+    except StoreFault as exc:
+        raise _BadInput(str(exc)) from None
+    if uploaded:
+        print(f"pushed {args.path} to {store.label} as {entry_name(digest)}")
+    else:
+        print(f"{store.label} holds {entry_name(digest)} already, the same bytes; nothing uploaded")
+    print(f"content_sha256  {digest}")
+    return EXIT_OK
 
 
 def _describe(array: Any) -> str:

@@ -20,6 +20,9 @@ from typing import final
 MISSING = "does not exist"
 #: Where the source is configured, for messages that ask for it.
 SOURCE_OPTIONS = "ptycho_fixture_source / --ptycho-fixture-source"
+#: Where offline mode and the store are switched on, for messages that name them.
+OFFLINE_SWITCHES = "--ptycho-fixture-offline / PTYCHO_FIXTURE_OFFLINE"
+STORE_OPTIONS = "ptycho_fixture_store / --ptycho-fixture-store"
 
 
 def digest_mismatch(expected: str, got: str, differ: Sequence[str]) -> str:
@@ -43,9 +46,24 @@ def unreadable(reason: str) -> str:
     return f"could not be read ({reason})"
 
 
-def healed(fixture: str, problem: str, source: str, sidecar: str) -> str:
-    """The summary line of a cached file that was regenerated and now matches."""
-    return f"healed {fixture}: it {problem}; regenerated from {source}, it matches {sidecar}"
+def healed(fixture: str, problem: str, source: str, sidecar: str, *, fetched: bool = False) -> str:
+    """The summary line of a cached file that was regenerated (or fetched) and now matches."""
+    how = "fetched from" if fetched else "regenerated from"
+    return f"healed {fixture}: it {problem}; {how} {source}, it matches {sidecar}"
+
+
+def generated_instead(fixture: str, fault: str, source: str) -> str:
+    """The summary line of a fixture the store could not provide, generated instead."""
+    return f"{fixture} was generated from {source}: the store had no verified copy ({fault})"
+
+
+def pushed(fixture: str, store: str, entry: str) -> str:
+    return f"pushed {fixture} to {store} as {entry}"
+
+
+def push_failed(fixture: str, fault: str) -> str:
+    """The summary line of a push that failed: the fixture is fine, the store unchanged."""
+    return f"could not push {fixture}: {fault}; nothing was published under that name"
 
 
 def not_writable(folder: str, lock_name: str, errno: int) -> str:
@@ -186,11 +204,15 @@ class SourceMissing(FixtureError):
     source: str
     is_dir: bool
     problem: str | None
+    #: What the store said, when one was asked for the fixture first.
+    store: str | None = None
 
     def describe(self) -> str:
         absent = (
             "is a directory but a source NPZ file is required" if self.is_dir else MISSING
         )
+        if self.store is not None:
+            absent += f", and the store had no verified copy ({self.store})"
         where = f"Put the source dataset at {self.source} (or point {SOURCE_OPTIONS} at it)"
         fixture, source = self.fixture, self.source
         if self.problem == MISSING:
@@ -205,6 +227,45 @@ class SourceMissing(FixtureError):
                 f" {fixture})"
             )
         return f"cannot regenerate {fixture}: its source {source} {absent}. {where}"
+
+
+@final
+@dataclass(eq=False)
+class Offline(FixtureError):
+    """Offline mode: the fixture is not right here and the store cannot provide it.
+
+    ``problem`` is what is wrong with the fixture; ``store`` the store as configured
+    (``None``: none is); ``fault`` what the store said; ``digest`` the committed content
+    digest (``None`` for a variant of the cache folder, which no store entry names).
+    """
+
+    fixture: str
+    problem: str
+    store: str | None
+    fault: str | None
+    digest: str | None
+
+    def describe(self) -> str:
+        start = f"offline mode: {self.fixture} {self.problem}"
+        rule = f"nothing is generated in offline mode ({OFFLINE_SWITCHES})"
+        if self.digest is None:
+            return (
+                f"{start}; it is a variant with no committed sidecar, so no store entry names"
+                f" it, and {rule}; give it a committed sidecar (a ptycho_fixture_sets line),"
+                " or run without offline mode"
+            )
+        if self.store is None:
+            return (
+                f"{start}, no store is configured ({STORE_OPTIONS}) to fetch content_sha256"
+                f" {self.digest} from, and {rule}; configure the store, or run without"
+                " offline mode"
+            )
+        return (
+            f"{start}, and the store {self.store} has no verified copy of content_sha256"
+            f" {self.digest} ({self.fault}); {rule}: push it from a machine that has the"
+            f" source (ptycho-fixture push {self.fixture} --store {self.store}), or run"
+            " without offline mode"
+        )
 
 
 @final

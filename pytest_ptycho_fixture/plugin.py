@@ -25,8 +25,10 @@ from .spec import (
     CACHE_FOLDER,
     DEFAULT_GRIDSIZE,
     DEFAULT_SET,
+    DEFAULT_STORE_TIMEOUT,
     DEFAULT_STRATEGY,
     DEFAULT_SUBSET,
+    OFFLINE_ENV,
     REGEN_ALL,
     SETS_FOLDER,
     FixtureSpec,
@@ -41,12 +43,17 @@ from .spec import (
     parse_regen,
     parse_seconds,
     parse_sets,
+    parse_store,
+    parse_store_timeout,
     parse_strategy,
     parse_subset_size,
+    parse_switch,
     resolve_file,
     resolve_source,
     show,
     source_label,
+    store_label,
+    store_scheme,
     user_cache_folder,
 )
 from .stats import Stats
@@ -97,6 +104,12 @@ class RunState:
     #: Plain ``--regen-fixture``: every set, and the cache-folder variants as they are used.
     regen: bool
     verify_source: bool
+    #: The store's URL or folder (``None``: no store), its timeout, whether to push to it.
+    store: str | None
+    store_timeout: float
+    store_push: bool
+    #: Offline mode: nothing is generated.
+    offline: bool
     #: The fixture sets by name: :data:`DEFAULT_SET` (``spec``), then ``ptycho_fixture_sets``.
     sets: Mapping[str, FixtureSpec] = field(default_factory=dict)
     #: The sets whose sidecars the controller rewrites before the tests (``--regen-fixture``).
@@ -152,6 +165,15 @@ class RunState:
             sets = {DEFAULT_SET: spec, **declared}
             asked: str | None = config.getoption("regen_fixture")
             regenerate = [] if asked is None else parse_regen(asked, sets)
+            given = config.getoption("ptycho_fixture_store")
+            store = parse_store(
+                config.getini("ptycho_fixture_store") if given is None else given,
+                _ini(config, "ptycho_fixture_store") if given is None else "--ptycho-fixture-store",
+                config.rootpath,
+            )
+            offline = bool(config.getoption("ptycho_fixture_offline")) or parse_switch(
+                os.environ.get(OFFLINE_ENV, ""), f"the environment variable {OFFLINE_ENV}"
+            )
         except OptionError as exc:
             raise pytest.UsageError(str(exc)) from None
         return cls(
@@ -164,6 +186,10 @@ class RunState:
             lock_timeout=_setting(config, "ptycho_fixture_lock_timeout", parse_seconds),
             regen=asked == REGEN_ALL,
             verify_source=bool(config.getini("ptycho_fixture_verify_source")),
+            store=store,
+            store_timeout=_setting(config, "ptycho_fixture_store_timeout", parse_store_timeout),
+            store_push=bool(config.getini("ptycho_fixture_store_push")),
+            offline=offline,
             sets=sets,
             regenerate=regenerate,
         )
@@ -184,6 +210,10 @@ class RunState:
                 root=self.root,
                 record=StaleRecord(self.folder, self.run_id),
                 stats=self.stats,
+                store=self.store,
+                store_timeout=self.store_timeout,
+                store_push=self.store_push,
+                offline=self.offline,
             )
         return self._cache
 
@@ -305,6 +335,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="how long to wait for another process generating the fixture."
         " Overrides the ptycho_fixture_lock_timeout ini option (default 600)",
     )
+    group.addoption(
+        "--ptycho-fixture-store",
+        metavar="URL",
+        help="store of verified fixtures shared by machines, named by content digest: a"
+        " folder, file://, http(s):// (read-only), s3:// or gs://. A missing fixture is"
+        " fetched from it before it is generated. Overrides the ptycho_fixture_store ini"
+        " option",
+    )
+    group.addoption(
+        "--ptycho-fixture-offline",
+        action="store_true",
+        default=False,
+        help=f"generate nothing: a fixture that is missing or wrong must come from the store,"
+        f" else its tests fail with one line (also: {OFFLINE_ENV}=1)",
+    )
     parser.addini(
         "ptycho_fixture_path",
         "fixture NPZ, relative to the rootdir, e.g."
@@ -379,6 +424,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
     )
     parser.addini(
+        "ptycho_fixture_store",
+        "store of verified fixtures shared by machines: a folder (relative to the rootdir),"
+        " file://, http(s):// (read-only), s3:// or gs:// (pip install"
+        " 'pytest-ptycho-fixture[remote]', [s3] or [gcs]); entries are named by the committed"
+        " content_sha256 (default: none)",
+        default="",
+    )
+    parser.addini(
+        "ptycho_fixture_store_push",
+        "push each fixture a run generates to ptycho_fixture_store (default false)",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "ptycho_fixture_store_timeout",
+        "seconds the store may take to connect or to send more bytes before the run gives"
+        f" up on it (default {DEFAULT_STORE_TIMEOUT:g})",
+        default=f"{DEFAULT_STORE_TIMEOUT:g}",
+    )
+    parser.addini(
         "ptycho_device",
         "auto (default), cpu, cuda, cuda:N or all; see --ptycho-device",
         default="auto",
@@ -434,6 +499,17 @@ def _check_explicit_requests(config: pytest.Config, state: RunState) -> None:
         except devices.DeviceUnavailable as exc:
             origin = "--ptycho-device" if config.getoption("ptycho_device") else "ptycho_device"
             raise pytest.UsageError(f"{origin}: {exc}") from None
+    if state.offline and state.regenerate:
+        raise pytest.UsageError(
+            "--regen-fixture generates, and offline mode (--ptycho-fixture-offline or"
+            f" {OFFLINE_ENV}) forbids generating; drop one of them"
+        )
+    if state.store_push and state.store and store_scheme(state.store) in ("http", "https"):
+        raise pytest.UsageError(
+            f"ptycho_fixture_store_push is true, but the store {state.store} is read-only over"
+            " HTTP; push to the folder or bucket it serves, or set ptycho_fixture_store_push"
+            " = false"
+        )
     if DEFAULT_SET in state.regenerate and state.spec.shipped:
         others = [name for name in state.sets if name != DEFAULT_SET]
         only = f"; or regenerate only the sets: --regen-fixture={','.join(others)}"
@@ -464,6 +540,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
     if declared:
         lines.append(f"ptycho-fixture: sets {', '.join(declared)}")
+    if state.store is not None or state.offline:
+        store = "none" if state.store is None else store_label(root, state.store)
+        push = ", push" if state.store_push else ""
+        offline = ", offline: nothing is generated" if state.offline else ""
+        lines.append(f"ptycho-fixture: store {store}{push}{offline}")
     return lines
 
 

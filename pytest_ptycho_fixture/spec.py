@@ -199,12 +199,85 @@ def _layout(text: str, option: str, expected: str) -> str:
     return layout
 
 
-def parse_seconds(text: str | float, option: str) -> float:
-    """A lock timeout: a finite number of seconds >= 0."""
+def parse_seconds(text: str | float, option: str, what: str = "lock timeout") -> float:
+    """A timeout: a finite number of seconds >= 0."""
     value = _real_number(text)
     if value is None or not (math.isfinite(value) and value >= 0):
-        raise OptionError(option, text, "lock timeout", "a finite number of seconds >= 0")
+        raise OptionError(option, text, what, "a finite number of seconds >= 0")
     return value
+
+
+def parse_store_timeout(text: str | float, option: str) -> float:
+    """How long a store may take to connect or to send the next bytes: seconds > 0."""
+    value = parse_seconds(text, option, "store timeout")
+    if value == 0:
+        raise OptionError(option, text, "store timeout", "a finite number of seconds > 0")
+    return value
+
+
+def parse_store(text: str, option: str, root: Path) -> str | None:
+    """A store URL (``file://``, ``http(s)://``, ``s3://``, ``gs://``, any fsspec protocol)
+    or a folder; empty (``None``): no store.
+
+    A folder, or a relative ``file://`` path, is made absolute under ``root``; a URL is
+    kept as written, without a trailing ``/``.
+    """
+    value = text.strip() if isinstance(text, str) else ""
+    if not value:
+        return None
+    expected = (
+        "a folder or a URL such as file:///shared/fixtures, https://host/fixtures,"
+        " s3://bucket/fixtures or gs://bucket/fixtures"
+    )
+    scheme, separator, rest = value.partition("://")
+    if not separator:
+        return str(root / Path(value).expanduser())
+    if not (scheme[:1].isalpha() and all(c.isalnum() or c in "+-." for c in scheme)):
+        raise OptionError(option, text, "store URL", expected)
+    scheme = scheme.lower()
+    rest = rest.rstrip("/")
+    if scheme == "file":
+        return "file://" + str(root / Path(rest or "/").expanduser())
+    if not rest or (scheme in ("http", "https", "s3", "gs") and rest.startswith("/")):
+        raise OptionError(option, text, "store URL", expected)
+    return f"{scheme}://{rest}"
+
+
+def store_scheme(url: str) -> str:
+    """The scheme of a store :func:`parse_store` gave: ``file`` for a folder."""
+    scheme, separator, _ = url.partition("://")
+    return scheme if separator else "file"
+
+
+def store_label(root: Path | None, url: str) -> str:
+    """A store as messages name it: a folder relative to the rootdir, a URL without its
+    password."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return show(root, Path(url))
+    host, slash, path = rest.partition("/")
+    user, at, where = host.rpartition("@")
+    if not (at and ":" in user):
+        return url
+    return f"{scheme}://{user.partition(':')[0]}:***@{where}{slash}{path}"
+
+
+#: The environment variable that turns on offline mode, as --ptycho-fixture-offline does.
+OFFLINE_ENV = "PTYCHO_FIXTURE_OFFLINE"
+#: Seconds a store may take to connect or to send more bytes, unless configured otherwise.
+DEFAULT_STORE_TIMEOUT = 30.0
+#: The words a switch given in an environment variable may be.
+SWITCH_ON, SWITCH_OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def parse_switch(text: str, option: str) -> bool:
+    """An on/off switch as an environment variable holds it: 1/true/yes/on or 0/false/no/off."""
+    value = text.strip().lower()
+    if value in SWITCH_ON:
+        return True
+    if value in SWITCH_OFF:
+        return False
+    raise OptionError(option, text, "switch", f"{_one_of(SWITCH_ON)}, or {_one_of(SWITCH_OFF[:-1])}")
 
 
 def parse_device(text: str, option: str = "--ptycho-device") -> str:

@@ -1,0 +1,155 @@
+"""Stores on 127.0.0.1 for the store tests: an HTTP server over a folder that can misbehave
+on purpose, a port where nothing listens, a socket that never answers, and moto's S3."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+#: What the HTTP store does with a request for an entry that is there.
+MODES = ("serve", "truncate", "error", "silent")
+
+
+@dataclass
+class HttpStoreServer:
+    """``python -m http.server`` over ``folder`` on 127.0.0.1, in a thread of the test.
+
+    ``mode``: ``serve`` answers as http.server does; ``truncate`` sends the full
+    Content-Length and half the bytes, then closes; ``error`` answers 500; ``silent``
+    reads the request and never answers (until the server stops). ``requests`` lists the
+    paths asked for, in order.
+    """
+
+    folder: Path
+    mode: str = "serve"
+    requests: list[str] = field(default_factory=list)
+    _server: http.server.ThreadingHTTPServer | None = None
+    _released: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> HttpStoreServer:  # noqa: PYI034 - Self needs Python 3.11
+        store = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                store.requests.append(self.path)
+                mode = store.mode
+                if mode == "silent":
+                    store._released.wait()
+                    self.close_connection = True
+                    return
+                if mode == "error":
+                    self.send_error(500, "Internal Server Error")
+                    return
+                if mode == "truncate":
+                    path = Path(self.translate_path(self.path))
+                    if path.is_file():
+                        data = path.read_bytes()
+                        self.send_response(200)
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data[: len(data) // 2])
+                        self.close_connection = True
+                        return
+                super().do_GET()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        handler = partial(Handler, directory=str(self.folder))
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._released.set()
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+    def entry_requests(self) -> list[str]:
+        """The requests for entries (``/DIGEST.npz``)."""
+        return [path for path in self.requests if path.endswith(".npz")]
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[str]:
+    """An http:// URL on 127.0.0.1 where nothing listens: connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def never_answers() -> Iterator[str]:
+    """An http:// URL on 127.0.0.1 whose socket accepts connections and never answers.
+
+    The kernel completes the handshake from the listen backlog; no one ever reads.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[dict[str, str]]:
+    """moto's S3 server on 127.0.0.1, with a bucket ``fixtures``; yields the environment
+    a child needs to reach it (endpoint and dummy credentials).
+
+    moto's ThreadedMotoServer, but moto's own ``Server`` response header is dropped:
+    werkzeug sends one too, and aiohttp (under s3fs) refuses a reply with two
+    (getmoto/moto#9930).
+    """
+    import boto3
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    app = DomainDispatcherApplication(create_backend_app)
+
+    def one_server_header(environ: dict[str, Any], start_response: Any) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            kept = [(name, value) for name, value in headers if name.lower() != "server"]
+            return start_response(status, kept, exc_info)
+
+        return app(environ, start)
+
+    server = make_server("127.0.0.1", 0, one_server_header, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_port}",
+        }
+        client = boto3.client(
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket="fixtures")
+        yield env
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
