@@ -178,23 +178,9 @@ class FixtureCache:
                 return self._accept(spec, expected, loaded)
             if loaded is not None:
                 problem = _stale(expected, loaded)
-        fault: StoreFault | None = None
-        if spec.committed and expected is not None and self.store is not None:
-            from .store import StoreFault
-
-            try:
-                label, fetched = self._fetch(spec, str(expected["content_sha256"]))
-            except StoreFault as exc:
-                fault = exc
-            else:
-                if problem is not None and problem != messages.MISSING:
-                    self.stats.healed.append(
-                        messages.healed(
-                            self.show(spec.path), problem, label, self.show(spec.sidecar),
-                            fetched=True,
-                        )
-                    )
-                return self._accept(spec, expected, fetched)
+        fetched, fault = self._from_store(spec, expected, problem)
+        if fetched is not None:
+            return fetched
         if self.offline:
             digest = str(expected["content_sha256"]) if spec.committed and expected else None
             raise messages.Offline(
@@ -237,6 +223,29 @@ class FixtureCache:
         if spec.committed:
             self._push(spec, str(reference["content_sha256"]))
         return verified
+
+    def _from_store(
+        self, spec: FixtureSpec, expected: Mapping[str, Any] | None, problem: str | None
+    ) -> tuple[Verified | None, StoreFault | None]:
+        """Under the lock: the fixture fetched from the store, or why the store has none.
+
+        Only a committed sidecar names an entry; with no store, or none named, neither.
+        """
+        if not (spec.committed and expected is not None and self.store is not None):
+            return None, None
+        from .store import StoreFault
+
+        try:
+            label, fetched = self._fetch(spec, expected)
+        except StoreFault as exc:
+            return None, exc
+        if problem is not None and problem != messages.MISSING:
+            self.stats.healed.append(
+                messages.healed(
+                    self.show(spec.path), problem, label, self.show(spec.sidecar), fetched=True
+                )
+            )
+        return self._accept(spec, expected, fetched), None
 
     def _verify_unlocked(self, spec: FixtureSpec, why: messages.NotWritable) -> Verified:
         """Verify a fixture in a folder nobody can write to."""
@@ -341,11 +350,13 @@ class FixtureCache:
             self._store = open_store(self.store, self.store_timeout, self._store_label())
         return self._store
 
-    def _fetch(self, spec: FixtureSpec, digest: str) -> tuple[str, LoadedNpz]:
-        """Fetch the entry of ``digest`` to the fixture's path: the store's label and the
-        fixture as checked. Raises a ``StoreFault`` when the store has no verified copy."""
-        store = self._opened_store()
+    def _fetch(self, spec: FixtureSpec, expected: Mapping[str, Any]) -> tuple[str, LoadedNpz]:
+        """Fetch the entry of the sidecar's digest to the fixture's path: the store's label
+        and the fixture as checked. Raises a ``StoreFault`` when the store has no verified
+        copy."""
+        digest = str(expected["content_sha256"])
         started = time.perf_counter()
+        store = self._opened_store()
         checked: list[LoadedNpz] = []
 
         def check(temp: Path) -> str | None:
@@ -358,7 +369,7 @@ class FixtureCache:
             return None
 
         try:
-            store.fetch(digest, spec.path, check)
+            store.fetch(digest, spec.path, check, _largest_file(expected))
         except OSError as exc:
             raise self._write_failed(spec, exc) from None
         self.stats.fetches.append((self.worker, store.label, time.perf_counter() - started))
@@ -432,6 +443,20 @@ class FixtureCache:
                 self.show(spec.path), problem or "differs from what was generated"
             )
         return loaded
+
+
+def _largest_file(expected: Mapping[str, Any]) -> int:
+    """The most bytes an NPZ of the sidecar's arrays can take: each array stored, with
+    room for its headers, so that a store cannot make a download any longer."""
+    total = 1 << 20
+    for entry in expected["arrays"].values():
+        dtype, shape = str(entry.get("dtype", "")), entry.get("shape", [])
+        bits = "".join(character for character in dtype if character.isdigit())
+        size = int(bits) // 8 if bits else 1
+        for length in shape:
+            size *= int(length)
+        total += size + (64 << 10)
+    return total
 
 
 def _load_file(path: Path) -> tuple[LoadedNpz | None, str | None]:

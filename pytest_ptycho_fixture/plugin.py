@@ -409,7 +409,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "ptycho_fixture_sets",
         "named fixture sets, one a line: NAME key=value ..., keys source, subset_size,"
-        " strategy, gridsize, layout, path, diffraction, keys; each its own NPZ and committed sidecar (default"
+        " strategy, gridsize, layout, path, diffraction, keys; each its own NPZ and committed"
+        " sidecar (default"
         f" path: NAME.npz in the folder of ptycho_fixture_path, else in {SETS_FOLDER.as_posix()});"
         " a key left out takes the main fixture's value. See the ptycho_sets fixture",
         type="linelist",

@@ -277,7 +277,8 @@ def parse_switch(text: str, option: str) -> bool:
         return True
     if value in SWITCH_OFF:
         return False
-    raise OptionError(option, text, "switch", f"{_one_of(SWITCH_ON)}, or {_one_of(SWITCH_OFF[:-1])}")
+    expected = f"{_one_of(SWITCH_ON)}, or {_one_of(SWITCH_OFF[:-1])}"
+    raise OptionError(option, text, "switch", expected)
 
 
 def parse_device(text: str, option: str = "--ptycho-device") -> str:

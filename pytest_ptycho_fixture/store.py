@@ -36,13 +36,17 @@ from ._version import __version__
 from .atomic import atomic_writer
 from .spec import store_label, store_scheme
 
-#: Bytes copied at a time, and the most an entry may hold (a fixture is a few MB).
+#: Bytes copied at a time.
 COPY_BYTES = 1 << 20
-MAX_ENTRY_BYTES = 4 << 30
 #: fsspec protocols whose objects appear only once their upload is complete.
 OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 #: The package each protocol needs, and the extra that installs it.
-PROTOCOL_EXTRAS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs")}
+PROTOCOL_EXTRAS = {
+    "s3": ("s3fs", "s3"),
+    "s3a": ("s3fs", "s3"),
+    "gs": ("gcsfs", "gcs"),
+    "gcs": ("gcsfs", "gcs"),
+}
 #: Where a store's timeout is set, for the messages that name it.
 TIMEOUT_OPTION = "ptycho_fixture_store_timeout"
 #: A check of a downloaded file: ``None`` if it is the fixture, else what is wrong with it.
@@ -90,11 +94,12 @@ class Store(Protocol):
         """Whether :meth:`push` can work at all (an HTTP store is read-only)."""
         ...
 
-    def fetch(self, digest: str, target: Path, check: Check) -> None:
+    def fetch(self, digest: str, target: Path, check: Check, max_bytes: int) -> None:
         """Download the entry of ``digest`` to ``target`` if ``check`` accepts it.
 
-        ``target`` is replaced only by a complete download that ``check`` accepted.
-        Raises :class:`StoreFault`; an ``OSError`` naming ``target`` if it cannot be written.
+        ``target`` is replaced only by a complete download that ``check`` accepted; a
+        download is refused as soon as it passes ``max_bytes``. Raises
+        :class:`StoreFault`; an ``OSError`` naming ``target`` if it cannot be written.
         """
         ...
 
@@ -128,7 +133,8 @@ def open_store(url: str, timeout: float, label: str | None = None) -> Store:
         ) from None
     options: dict[str, Any] = {}
     if scheme in ("s3", "s3a"):
-        # One attempt per request, each bounded: botocore otherwise retries for minutes.
+        # botocore: one attempt per request, each bounded (it would retry for minutes);
+        # s3fs still retries a timeout up to 5 times.
         options["config_kwargs"] = {
             "connect_timeout": timeout,
             "read_timeout": timeout,
@@ -142,7 +148,8 @@ def open_store(url: str, timeout: float, label: str | None = None) -> Store:
         package, extra = PROTOCOL_EXTRAS.get(scheme, (f"the fsspec package for {scheme}://", ""))
         install = f"pip install 'pytest-ptycho-fixture[{extra}]'" if extra else f"install {package}"
         raise _unusable(label, f"needs {package}: {install}") from None
-    except Exception as exc:  # noqa: BLE001 - an unknown protocol, a backend's own error (credentials)
+    # An unknown protocol, or a backend's own error (credentials, a bad endpoint).
+    except Exception as exc:  # noqa: BLE001
         raise _unusable(label, f"cannot be opened: {_one_line(exc)}") from None
     object_store = bool(set(_protocols(fs)) & OBJECT_STORES)
     return FsspecStore(fs, str(root).rstrip("/"), label, object_store)
@@ -170,19 +177,29 @@ def _copy(
     handle: IO[bytes],
     fault: Callable[[str], StoreFault],
     expected: int | None,
+    max_bytes: int,
 ) -> None:
     """Copy what ``read`` gives into ``handle``; a read that fails is ``fault``'s."""
+    if expected is not None and expected > max_bytes:
+        raise fault(
+            f"would be {expected} bytes, more than an NPZ of the sidecar's arrays can be"
+            f" ({max_bytes})"
+        )
     total = 0
     while True:
         try:
             block = read(COPY_BYTES)
-        except Exception as exc:  # noqa: BLE001 - whatever the transport raises: the entry did not arrive
+        # Whatever the transport raises, the entry did not arrive.
+        except Exception as exc:  # noqa: BLE001
             raise fault(f"could not be read to the end: {_describe_read(exc)}") from None
         if not block:
             break
         total += len(block)
-        if total > MAX_ENTRY_BYTES:
-            raise fault(f"is larger than {MAX_ENTRY_BYTES} bytes, more than any fixture")
+        if total > max_bytes:
+            raise fault(
+                f"was refused after {max_bytes} bytes, more than an NPZ of the sidecar's"
+                " arrays can be"
+            )
         handle.write(block)
     if expected is not None and total != expected:
         raise fault(f"was truncated: {total} of {expected} bytes arrived")
@@ -218,7 +235,7 @@ class HttpStore:
     label: str
     writable: bool = False
 
-    def fetch(self, digest: str, target: Path, check: Check) -> None:
+    def fetch(self, digest: str, target: Path, check: Check, max_bytes: int) -> None:
         import urllib.error
         import urllib.request
 
@@ -254,7 +271,7 @@ class HttpStore:
             length = response.headers.get("Content-Length")
             expected = int(length) if length is not None and length.isdigit() else None
             with atomic_writer(target, _checked(check, fault)) as handle:
-                _copy(response.read, handle, fault, expected)
+                _copy(response.read, handle, fault, expected, max_bytes)
 
     def push(self, source: Path, digest: str) -> bool:
         raise StoreFault(
@@ -279,7 +296,7 @@ class FsspecStore:
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}"
 
-    def fetch(self, digest: str, target: Path, check: Check) -> None:
+    def fetch(self, digest: str, target: Path, check: Check, max_bytes: int) -> None:
         entry = entry_name(digest)
 
         def fault(reason: str, missing: bool = False) -> StoreFault:
@@ -294,7 +311,8 @@ class FsspecStore:
         with remote:
             size = getattr(remote, "size", None)
             with atomic_writer(target, _checked(check, fault)) as handle:
-                _copy(remote.read, handle, fault, size if isinstance(size, int) else None)
+                known = size if isinstance(size, int) else None
+                _copy(remote.read, handle, fault, known, max_bytes)
 
     def push(self, source: Path, digest: str) -> bool:
         from .digests import file_sha256

@@ -8,6 +8,7 @@ import http.server
 import logging
 import socket
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 #: What the HTTP store does with a request for an entry that is there.
-MODES = ("serve", "truncate", "error", "silent")
+MODES = ("serve", "truncate", "error", "silent", "endless")
 
 
 @dataclass
@@ -24,8 +25,9 @@ class HttpStoreServer:
 
     ``mode``: ``serve`` answers as http.server does; ``truncate`` sends the full
     Content-Length and half the bytes, then closes; ``error`` answers 500; ``silent``
-    reads the request and never answers (until the server stops). ``requests`` lists the
-    paths asked for, in order.
+    reads the request and never answers (until the server stops); ``endless`` answers
+    with no Content-Length and zeros until the client goes. ``requests`` lists the paths
+    asked for, in order.
     """
 
     folder: Path
@@ -53,6 +55,14 @@ class HttpStoreServer:
                     return
                 if mode == "error":
                     self.send_error(500, "Internal Server Error")
+                    return
+                if mode == "endless":
+                    self.send_response(200)
+                    self.end_headers()
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        while not store._released.is_set():
+                            self.wfile.write(bytes(1 << 20))
                     return
                 if mode == "truncate":
                     path = Path(self.translate_path(self.path))
@@ -147,6 +157,9 @@ def s3_server() -> Iterator[dict[str, str]]:
             aws_secret_access_key="testing",
             region_name="us-east-1",
         )
+        # moto keeps its buckets per process, not per server: start from none.
+        reset = f"{env['AWS_ENDPOINT_URL']}/moto-api/reset"
+        urllib.request.urlopen(urllib.request.Request(reset, method="POST"), timeout=30).close()
         client.create_bucket(Bucket="fixtures")
         yield env
     finally:

@@ -12,6 +12,8 @@ import pickle
 import resource
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from pytest_ptycho_fixture.spec import (
     store_label,
 )
 from pytest_ptycho_fixture.stats import Stats
-from pytest_ptycho_fixture.store import StoreFault, entry_name
+from pytest_ptycho_fixture.store import StoreFault, entry_name, open_store
 
 TESTS = 8
 USES_ARRAYS = f"""
@@ -212,6 +214,31 @@ def http_store(tmp_path: Path, made: Made, mode: str, **put_options: object) -> 
         yield server.url
 
 
+@contextlib.contextmanager
+def s3_store(tmp_path: Path, made: Made, mode: str) -> Iterator[str]:
+    """The bucket of moto's S3 server, reached through the environment s3fs reads; for
+    ``unreachable`` and ``silent`` the endpoint is a closed port or a mute socket."""
+    with contextlib.ExitStack() as stack:
+        if mode == "unreachable":
+            endpoint = stack.enter_context(closed_port())
+            env = {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t"}
+        elif mode == "silent":
+            endpoint = stack.enter_context(never_answers())
+            env = {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t"}
+        else:
+            env = stack.enter_context(s3_server())
+            endpoint = env["AWS_ENDPOINT_URL"]
+        patch = stack.enter_context(pytest.MonkeyPatch.context())
+        for key, value in {**env, "AWS_ENDPOINT_URL": endpoint}.items():
+            patch.setenv(key, value)
+        url = "s3://fixtures/ci"
+        if mode == "other":
+            staged = tmp_path / "staged"
+            put(staged, made, what=made.other)
+            open_store(url, 5).push(staged / entry_name(made.digest), made.digest)
+        yield url
+
+
 #: Each fault: how to make the store, and the words that name what happened.
 FAULTS: dict[str, tuple[Callable[[Path, Made], contextlib.AbstractContextManager[str]], str]] = {
     "folder, no entry": (lambda tmp, made: folder_store(tmp, made), "is not in the store"),
@@ -238,6 +265,23 @@ FAULTS: dict[str, tuple[Callable[[Path, Made], contextlib.AbstractContextManager
     "HTTP, another fixture's bytes": (
         lambda tmp, made: http_store(tmp, made, "serve", what=made.other),
         "is not the fixture: it has content_sha256",
+    ),
+    "HTTP, endless reply": (
+        lambda tmp, made: http_store(tmp, made, "endless"),
+        "bytes, more than an NPZ of the sidecar's arrays can be",
+    ),
+    "S3, no entry": (lambda tmp, made: s3_store(tmp, made, "missing"), "is not in the store"),
+    "S3, another fixture's bytes": (
+        lambda tmp, made: s3_store(tmp, made, "other"),
+        "is not the fixture: it has content_sha256",
+    ),
+    "S3, endpoint refuses connections": (
+        lambda tmp, made: s3_store(tmp, made, "unreachable"),
+        "could not be fetched: ",
+    ),
+    "S3, endpoint never answers": (
+        lambda tmp, made: s3_store(tmp, made, "silent"),
+        "could not be fetched: ",
     ),
     "HTTP, connection refused": (
         lambda tmp, made: closed_port(),
@@ -526,6 +570,11 @@ def test_project_b_with_only_the_sidecar_fetches_what_project_a_generated_and_pu
         made_a = pytest_run(a, "--regen-fixture", **env)
         assert made_a.returncode == 0 and made_a.generations == 1, made_a.describe()
         assert "ptycho-fixture: pushed tests/fixtures/scan.npz to " in made_a.output
+        again = run(
+            [*cli_command(), "push", str(FIXTURE), "--store", push_url], a, env=environment(**env)
+        )
+        assert again.returncode == 0, again.describe()
+        assert f"holds {entry_name(load_npz(a / FIXTURE).content_sha256)} already" in again.output
 
         b = fresh_clone(a, tmp_path / "b", fetch_url)
         cold = pytest_run(b, **env)
@@ -545,6 +594,32 @@ def test_project_b_with_only_the_sidecar_fetches_what_project_a_generated_and_pu
         if kind == "http":
             assert len([path for path in requests if path.endswith(".npz")]) == before + 1
         assert leftovers(b / FIXTURE.parent) == []
+
+
+def test_a_named_set_is_pushed_and_fetched_like_the_main_fixture(
+    tmp_path: Path, made: Made
+) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    uses_set = (
+        "def test_uses_the_set(ptycho_sets):\n"
+        "    assert ptycho_sets['small'].arrays['diffraction'].shape == (32, 64, 64)\n"
+    )
+    sets = "ptycho_fixture_sets = small subset_size=32\n"
+    a = project(tmp_path / "a", store, push=True, source=made.source)
+    with (a / "pytest.ini").open("a", encoding="utf-8") as ini:
+        ini.write(sets)
+    (a / "tests" / "test_set.py").write_text(uses_set, encoding="utf-8")
+    made_a = pytest_run(a, "--regen-fixture")
+    assert made_a.returncode == 0 and made_a.generations == 2, made_a.describe()
+    assert made_a.output.count("ptycho-fixture: pushed tests/fixtures/") == 2
+    b = fresh_clone(a, tmp_path / "b", store)
+    shutil.copyfile(a / "tests/fixtures/small.json", b / "tests/fixtures/small.json")
+    with (b / "pytest.ini").open("a", encoding="utf-8") as ini:
+        ini.write(sets)
+    (b / "tests" / "test_set.py").write_text(uses_set, encoding="utf-8")
+    cold = pytest_run(b)
+    assert cold.returncode == 0 and cold.passed == TESTS + 1, cold.describe()
+    assert cold.generations == 0 and "(2 files: main, " in fetched(cold)[0], cold.describe()
 
 
 def test_concurrent_cold_runs_fetch_once_per_machine(tmp_path: Path, made: Made) -> None:
@@ -628,3 +703,37 @@ def test_a_store_setting_that_cannot_work_is_a_usage_error(
     result = pytest_run(a, *args, **env)
     assert result.returncode == 4, result.describe()
     assert words in result.output, result.describe()
+
+
+@pytest.mark.parametrize(
+    ("blocked", "store", "words"),
+    [
+        (
+            "fsspec",
+            "STORE",
+            "cannot be used: it needs fsspec: pip install 'pytest-ptycho-fixture[remote]'",
+        ),
+        (
+            "s3fs",
+            "s3://fixtures/ci",
+            "cannot be used: it needs s3fs: pip install 'pytest-ptycho-fixture[s3]'",
+        ),
+    ],
+)
+def test_a_store_whose_package_is_missing_says_which_extra_to_install(
+    tmp_path: Path, made: Made, blocked: str, store: str, words: str
+) -> None:
+    store = store.replace("STORE", str(tmp_path / "store"))
+    program = (
+        f"import sys; sys.modules[{blocked!r}] = None\n"
+        "from pytest_ptycho_fixture.cli import run; run()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program, "push", str(made.fixture), "--store", store],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    line = one_error_line(result)
+    assert line == f"ptycho-fixture: error: {store} {words}", line
