@@ -582,8 +582,10 @@ def test_project_b_with_only_the_sidecar_fetches_what_project_a_generated_and_pu
         assert cold.generations == 0
         assert fetched(cold) and "fetched from " + store_label(b, fetch_url) in cold.output
 
+        before = len(requests)
         warm = pytest_run(b, **env)
         assert warm.returncode == 0 and warm.generations == 0 and not fetched(warm)
+        assert len(requests) == before  # a fixture that verifies: the store is not asked
 
         (b / FIXTURE).unlink()
         before = len([path for path in requests if path.endswith(".npz")])
