@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -32,6 +34,8 @@ class HttpStoreServer:
 
     folder: Path
     mode: str = "serve"
+    #: A certificate and key (PEM files) to serve HTTPS with.
+    tls: tuple[Path, Path] | None = None
     requests: list[str] = field(default_factory=list)
     _server: http.server.ThreadingHTTPServer | None = None
     _released: threading.Event = field(default_factory=threading.Event)
@@ -40,7 +44,7 @@ class HttpStoreServer:
     def url(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     def __enter__(self) -> HttpStoreServer:  # noqa: PYI034 - Self needs Python 3.11
         store = self
@@ -82,6 +86,10 @@ class HttpStoreServer:
         handler = partial(Handler, directory=str(self.folder))
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -94,6 +102,45 @@ class HttpStoreServer:
     def entry_requests(self) -> list[str]:
         """The requests for entries (``/DIGEST.npz``)."""
         return [path for path in self.requests if path.endswith(".npz")]
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1, signed by its own key: ``(certificate, key)`` PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "store.crt", folder / "store.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
 
 
 @contextlib.contextmanager

@@ -22,7 +22,13 @@ from pathlib import Path
 import pytest
 from helpers import cli_command, needs_permissions, one_error_line, run_cli
 from processes import Finished, Watcher, environment, finish, pytest_argv, run, start
-from storeserver import HttpStoreServer, closed_port, never_answers, s3_server
+from storeserver import (
+    HttpStoreServer,
+    closed_port,
+    never_answers,
+    s3_server,
+    self_signed_certificate,
+)
 
 from pytest_ptycho_fixture import messages, npzwrite, simulate
 from pytest_ptycho_fixture.cache import FixtureCache
@@ -346,6 +352,30 @@ def test_a_store_that_never_answers_is_given_up_after_its_timeout(
         started = time.monotonic()
         FixtureCache(store=url, store_timeout=0.5).get(spec)
         assert time.monotonic() - started < 20
+
+
+def test_an_https_store_is_fetched_only_with_a_certificate_the_machine_trusts(
+    tmp_path: Path, made: Made, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = tmp_path / "served"
+    put(served, made)
+    tls = self_signed_certificate(tmp_path)
+    with HttpStoreServer(served, tls=tls) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        untrusted = committed_spec(tmp_path / "untrusted", made, made.source)
+        refused = FixtureCache(store=server.url, root=tmp_path)
+        refused.get(untrusted)
+        assert refused.stats.fetches == [] and len(refused.stats.generations) == 1
+        assert "CERTIFICATE_VERIFY_FAILED" in refused.stats.store_notes[0]
+        # The machine's trust store, as OpenSSL reads it: here, that one certificate.
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls[0]))
+        trusted = committed_spec(tmp_path / "trusted", made, None)
+        cache = FixtureCache(store=server.url, root=tmp_path)
+        cache.get(trusted)
+        assert cache.stats.generations == [] and len(cache.stats.fetches) == 1
+    assert load_npz(trusted.path).content_sha256 == made.digest
+    # The refused handshake never reached HTTP: one request in all.
+    assert server.entry_requests() == [f"/{made.digest}.npz"]
 
 
 def test_offline_mode_without_a_store_names_the_option(tmp_path: Path, made: Made) -> None:
