@@ -418,52 +418,52 @@ def _write_locked(
         raise _BadInput(f"{args.output}: cannot take its lock{waited}: {exc}") from None
 
 
-def _verify(args: argparse.Namespace) -> int:
+def _against_sidecar(path: Path, metadata: Path | None) -> tuple[str, Path, str | None]:
+    """Check a fixture against its sidecar (``verify`` and ``push``): its content digest,
+    the sidecar's path, and the mismatch in words (``None``: it matches, and it keeps the
+    data contract)."""
     from .contract import validate_fixture
     from .messages import digest_mismatch
     from .npzread import load_npz
     from .sidecar import default_sidecar_path, differing_arrays, read_sidecar
 
     # The fixture first: when it is missing, that is what to name, not its sidecar.
-    loaded = load_npz(args.path)
-    sidecar_path = args.metadata or default_sidecar_path(args.path)
+    loaded = load_npz(path)
+    sidecar_path = metadata or default_sidecar_path(path)
     expected = read_sidecar(sidecar_path)
-    if loaded.content_sha256 == expected["content_sha256"]:
-        validate_fixture(args.path, loaded.arrays)
-        print(f"OK {args.path}: content_sha256 {loaded.content_sha256} matches {sidecar_path}")
+    if loaded.content_sha256 != expected["content_sha256"]:
+        differ = differing_arrays(expected, loaded.array_sha256, loaded.arrays)
+        mismatch = digest_mismatch(expected["content_sha256"], loaded.content_sha256, differ)
+        return loaded.content_sha256, sidecar_path, mismatch
+    validate_fixture(path, loaded.arrays)
+    return loaded.content_sha256, sidecar_path, None
+
+
+def _verify(args: argparse.Namespace) -> int:
+    digest, sidecar_path, mismatch = _against_sidecar(args.path, args.metadata)
+    if mismatch is None:
+        print(f"OK {args.path}: content_sha256 {digest} matches {sidecar_path}")
         return EXIT_OK
-    differ = differing_arrays(expected, loaded.array_sha256, loaded.arrays)
-    mismatch = digest_mismatch(expected["content_sha256"], loaded.content_sha256, differ)
     print(f"MISMATCH {args.path}: {mismatch}; sidecar {sidecar_path}", file=sys.stderr)
     return EXIT_MISMATCH
 
 
 def _push(args: argparse.Namespace) -> int:
-    from .contract import validate_fixture
-    from .messages import digest_mismatch
-    from .npzread import load_npz
-    from .sidecar import default_sidecar_path, differing_arrays, read_sidecar
     from .store import StoreFault, entry_name, open_store
 
     try:
         url = parse_store(args.store, "--store", Path.cwd())
+        if url is None:
+            raise OptionError("--store", args.store, "store URL", "a folder or a URL")
     except OptionError as exc:
         raise _BadInput(str(exc)) from None
-    if url is None:
-        raise _BadInput("--store: '' is not a store URL: expected a folder or a URL")
-    loaded = load_npz(args.path)
-    sidecar_path = args.metadata or default_sidecar_path(args.path)
-    expected = read_sidecar(sidecar_path)
-    digest = loaded.content_sha256
-    if digest != expected["content_sha256"]:
-        differ = differing_arrays(expected, loaded.array_sha256, loaded.arrays)
-        mismatch = digest_mismatch(expected["content_sha256"], digest, differ)
+    digest, sidecar_path, mismatch = _against_sidecar(args.path, args.metadata)
+    if mismatch is not None:
         print(
             f"MISMATCH {args.path}: {mismatch}; sidecar {sidecar_path}; nothing was pushed",
             file=sys.stderr,
         )
         return EXIT_MISMATCH
-    validate_fixture(args.path, loaded.arrays)
     try:
         store = open_store(url, args.timeout, store_label(Path.cwd(), url))
         uploaded = store.push(args.path, digest)
