@@ -60,6 +60,39 @@ def test_load_npz_gives_what_numpy_gives_and_digests_on_the_same_pass(
     assert (loaded.content_sha256, loaded.array_sha256) == content_digests(loaded.arrays)
 
 
+def test_a_member_repeating_an_earlier_one_is_loaded_as_a_copy_of_it(tmp_path: Path) -> None:
+    patterns = np.random.default_rng(3).normal(size=(16, 32, 32)).astype(np.float32)
+    arrays = {"diff3d": patterns, "diffraction": patterns.copy(), "probe": patterns[0] + 1}
+    write_npz(tmp_path / "a.npz", arrays)
+    with NpzReader(tmp_path / "a.npz") as reader:
+        assert reader.same_data("diff3d", "diffraction")
+        assert not reader.same_data("diff3d", "probe")
+    loaded = load_npz(tmp_path / "a.npz")
+    assert np.array_equal(loaded.arrays["diffraction"], patterns)
+    assert not np.shares_memory(loaded.arrays["diff3d"], loaded.arrays["diffraction"])
+    assert (loaded.content_sha256, loaded.array_sha256) == content_digests(arrays)
+
+
+def test_a_repeating_member_whose_compressed_bytes_differ_is_read_and_refused(
+    tmp_path: Path,
+) -> None:
+    patterns = np.random.default_rng(4).normal(size=(16, 32, 32))
+    path = tmp_path / "a.npz"
+    write_npz(path, {"a": patterns, "b": patterns})
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("b.npy")
+    # The central directory still records the CRC and sizes of "a"'s twin.
+    data = bytearray(path.read_bytes())
+    data[info.header_offset + 30 + len("b.npy") + info.compress_size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with NpzReader(path) as reader:
+        assert not reader.same_data("a", "b")
+    with pytest.raises(ContractError) as caught:
+        load_npz(path)
+    assert caught.value.key == "b"
+    assert "the file is damaged" in str(caught.value)
+
+
 @pytest.mark.parametrize("compress", [True, False], ids=["deflated", "stored"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("axis", [0, -1])
