@@ -120,8 +120,8 @@ class FixtureCache:
         def work() -> Verified:
             with self._locked(spec):
                 self._check_source(spec, None)
-                metadata = self._generate(spec, write_sidecar=True)
-                verified = self._accept(spec, metadata, self._read_back(spec, metadata))
+                metadata, loaded = self._generate(spec, write_sidecar=True)
+                verified = self._accept(spec, metadata, loaded)
                 if spec.committed:
                     self._push(spec, str(metadata["content_sha256"]))
                 return verified
@@ -191,9 +191,8 @@ class FixtureCache:
                 digest,
             )
         self._check_source(spec, problem, fault)
-        generated = self._generate(spec, write_sidecar=not spec.committed)
+        generated, loaded = self._generate(spec, write_sidecar=not spec.committed)
         reference = expected if spec.committed and expected is not None else generated
-        loaded = self._read_back(spec, generated)
         if loaded.content_sha256 != reference["content_sha256"]:
             from .sidecar import differing_arrays
 
@@ -389,11 +388,19 @@ class FixtureCache:
         except StoreFault as exc:
             self.stats.store_notes.append(messages.push_failed(self.show(spec.path), str(exc)))
 
-    def _generate(self, spec: FixtureSpec, *, write_sidecar: bool) -> dict[str, Any]:
+    def _generate(
+        self, spec: FixtureSpec, *, write_sidecar: bool
+    ) -> tuple[dict[str, Any], LoadedNpz]:
+        """Generate the fixture from its source: its metadata, and the fixture as read back.
+
+        The time recorded runs from the generator's imports to the verified read-back, as
+        a fetch's runs from the store's imports to the verified download, so that the
+        summary's two figures compare.
+        """
+        started = time.perf_counter()
         from .generate import build_fixture, open_source, write_fixture
         from .sidecar import write_sidecar as write_json_sidecar
 
-        started = time.perf_counter()
         try:
             # A relative label keeps the committed sidecar free of this machine's paths.
             source = open_source(
@@ -427,8 +434,10 @@ class FixtureCache:
             raise messages.SourceRefused(self.show(spec.path), label, detail) from None
         except OSError as exc:
             raise self._write_failed(spec, exc) from None
-        self.stats.generations.append((self.worker, time.perf_counter() - started))
-        return metadata
+        try:
+            return metadata, self._read_back(spec, metadata)
+        finally:
+            self.stats.generations.append((self.worker, time.perf_counter() - started))
 
     def _write_failed(self, spec: FixtureSpec, exc: OSError) -> messages.WriteFailed:
         shown = self.show(spec.path)
