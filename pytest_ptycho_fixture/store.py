@@ -216,6 +216,12 @@ def _describe_read(exc: BaseException) -> str:
     return _one_line(exc)
 
 
+def _status_fault(fault: Callable[..., StoreFault], code: int, reason: str) -> StoreFault:
+    missing = code in (404, 410)
+    where = "is not in the store" if missing else "could not be fetched"
+    return fault(f"{where}: HTTP {code} {reason}", missing)
+
+
 def _checked(check: Check, fault: Callable[[str], StoreFault]) -> Callable[[Path], None]:
     def run(temp: Path) -> None:
         problem = check(temp)
@@ -236,42 +242,76 @@ class HttpStore:
     writable: bool = False
 
     def fetch(self, digest: str, target: Path, check: Check, max_bytes: int) -> None:
-        import urllib.error
-        import urllib.request
+        from . import plainhttp
 
         entry = entry_name(digest)
+        url = f"{self.url}/{entry}"
 
         def fault(reason: str, missing: bool = False) -> StoreFault:
             return StoreFault(self.label, entry, reason, missing)
 
-        request = urllib.request.Request(
-            f"{self.url}/{entry}", headers={"User-Agent": f"pytest-ptycho-fixture/{__version__}"}
-        )
+        headers = {"User-Agent": f"pytest-ptycho-fixture/{__version__}"}
+        opened = self._plain(url, headers, fault) if plainhttp.takes(url) else None
+        response, expected = opened or self._urllib(url, headers, fault)
+        with response, atomic_writer(target, _checked(check, fault)) as handle:
+            _copy(response.read, handle, fault, expected, max_bytes)
+
+    def _plain(
+        self, url: str, headers: dict[str, str], fault: Callable[..., StoreFault]
+    ) -> tuple[Any, int | None] | None:
+        """The reply to a GET over a plain socket and its length, or ``None`` where urllib
+        must follow a redirect or read a chunked body."""
+        from . import plainhttp
+
+        try:
+            reply = plainhttp.get(url, self.timeout, headers)
+        except TimeoutError:
+            raise fault(self._silent()) from None
+        except plainhttp.BadReply as exc:
+            raise fault(f"could not be fetched: the reply is not HTTP: {exc}") from None
+        except OSError as exc:
+            raise fault(self._unreachable(exc.strerror or str(exc))) from None
+        if not reply.plain:
+            reply.close()
+            return None
+        if reply.status != 200:
+            reply.close()
+            raise _status_fault(fault, reply.status, reply.reason)
+        return reply, reply.length
+
+    def _urllib(
+        self, url: str, headers: dict[str, str], fault: Callable[..., StoreFault]
+    ) -> tuple[Any, int | None]:
+        """The response to a GET through the standard library, and its length."""
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(url, headers=headers)
         try:
             response = urllib.request.urlopen(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             exc.close()
-            missing = exc.code in (404, 410)
-            where = "is not in the store" if missing else "could not be fetched"
-            raise fault(f"{where}: HTTP {exc.code} {exc.reason}", missing) from None
+            raise _status_fault(fault, exc.code, str(exc.reason)) from None
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, TimeoutError):
                 detail = f"no answer within {self.timeout:g} s ({TIMEOUT_OPTION})"
             else:
                 detail = str(getattr(reason, "strerror", None) or reason)
-            raise fault(f"could not be fetched: the store is unreachable ({detail})") from None
+            raise fault(self._unreachable(detail)) from None
         except TimeoutError:
-            raise fault(
-                f"could not be fetched: no answer within {self.timeout:g} s ({TIMEOUT_OPTION})"
-            ) from None
+            raise fault(self._silent()) from None
         except Exception as exc:  # noqa: BLE001 - a broken reply: the status line or headers
             raise fault(f"could not be fetched: {_one_line(exc)}") from None
-        with response:
-            length = response.headers.get("Content-Length")
-            expected = int(length) if length is not None and length.isdigit() else None
-            with atomic_writer(target, _checked(check, fault)) as handle:
-                _copy(response.read, handle, fault, expected, max_bytes)
+        length = response.headers.get("Content-Length")
+        return response, int(length) if length is not None and length.isdigit() else None
+
+    def _silent(self) -> str:
+        return f"could not be fetched: no answer within {self.timeout:g} s ({TIMEOUT_OPTION})"
+
+    @staticmethod
+    def _unreachable(detail: str) -> str:
+        return f"could not be fetched: the store is unreachable ({detail})"
 
     def push(self, source: Path, digest: str) -> bool:
         raise StoreFault(

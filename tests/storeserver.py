@@ -18,7 +18,17 @@ from pathlib import Path
 from typing import Any
 
 #: What the HTTP store does with a request for an entry that is there.
-MODES = ("serve", "truncate", "error", "silent", "endless")
+MODES = (
+    "serve",
+    "truncate",
+    "error",
+    "silent",
+    "endless",
+    "redirect",
+    "chunked",
+    "not-http",
+    "endless-headers",
+)
 
 
 @dataclass
@@ -28,8 +38,11 @@ class HttpStoreServer:
     ``mode``: ``serve`` answers as http.server does; ``truncate`` sends the full
     Content-Length and half the bytes, then closes; ``error`` answers 500; ``silent``
     reads the request and never answers (until the server stops); ``endless`` answers
-    with no Content-Length and zeros until the client goes. ``requests`` lists the paths
-    asked for, in order.
+    with no Content-Length and zeros until the client goes; ``redirect`` sends each
+    request for ``/NAME`` to ``/moved/NAME`` (301), which is served; ``chunked`` sends
+    the file in chunks (Transfer-Encoding: chunked); ``not-http`` answers with a line
+    that is not HTTP; ``endless-headers`` sends a status line, then headers until the
+    client goes. ``requests`` lists the paths asked for, in order.
     """
 
     folder: Path
@@ -68,6 +81,40 @@ class HttpStoreServer:
                         while not store._released.is_set():
                             self.wfile.write(bytes(1 << 20))
                     return
+                if mode == "redirect" and not self.path.startswith("/moved/"):
+                    self.send_response(301)
+                    self.send_header("Location", f"/moved{self.path}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if mode == "redirect":
+                    self.path = self.path.removeprefix("/moved")
+                if mode == "not-http":
+                    self.wfile.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+                    self.close_connection = True
+                    return
+                if mode == "endless-headers":
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        while not store._released.is_set():
+                            self.wfile.write(b"X-Padding: " + b"x" * 1000 + b"\r\n")
+                    return
+                if mode == "chunked":
+                    path = Path(self.translate_path(self.path))
+                    if path.is_file():
+                        data = path.read_bytes()
+                        self.protocol_version = "HTTP/1.1"
+                        self.send_response(200)
+                        self.send_header("Transfer-Encoding", "chunked")
+                        self.send_header("Connection", "close")
+                        self.end_headers()
+                        for start in range(0, len(data), 100_000):
+                            chunk = data[start : start + 100_000]
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.write(b"0\r\n\r\n")
+                        self.close_connection = True
+                        return
                 if mode == "truncate":
                     path = Path(self.translate_path(self.path))
                     if path.is_file():

@@ -8,6 +8,7 @@ answers, and moto's S3 server on 127.0.0.1. No test reaches any other address.
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import resource
 import shutil
@@ -30,7 +31,7 @@ from storeserver import (
     self_signed_certificate,
 )
 
-from pytest_ptycho_fixture import messages, npzwrite, simulate
+from pytest_ptycho_fixture import messages, npzwrite, plainhttp, simulate
 from pytest_ptycho_fixture.cache import FixtureCache
 from pytest_ptycho_fixture.generate import generate_fixture
 from pytest_ptycho_fixture.npzread import load_npz
@@ -297,13 +298,37 @@ FAULTS: dict[str, tuple[Callable[[Path, Made], contextlib.AbstractContextManager
         lambda tmp, made: never_answers(),
         "no answer within 0.5 s (ptycho_fixture_store_timeout)",
     ),
+    "HTTP, a reply that is not HTTP": (
+        lambda tmp, made: http_store(tmp, made, "not-http"),
+        "could not be fetched: ",
+    ),
+    "HTTP, headers that never end": (
+        lambda tmp, made: http_store(tmp, made, "endless-headers"),
+        "could not be fetched: ",
+    ),
 }
+#: Each fault, and each HTTP fault again through the standard library's client: the one
+#: used where a proxy is configured (here one that no_proxy bypasses for 127.0.0.1).
+FAULT_CASES = [pytest.param(fault, "socket", id=fault) for fault in FAULTS] + [
+    pytest.param(fault, "urllib", id=f"{fault}, urllib")
+    for fault in FAULTS
+    if fault.startswith("HTTP")
+]
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
+def use_client(client: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the HTTP store fetch over its own socket or through urllib."""
+    if client == "urllib":
+        monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+    assert plainhttp.takes("http://127.0.0.1:8000/entry.npz") == (client == "socket")
+
+
+@pytest.mark.parametrize(("fault", "client"), FAULT_CASES)
 def test_a_store_fault_falls_back_to_generating_and_says_why(
-    tmp_path: Path, made: Made, fault: str
+    tmp_path: Path, made: Made, fault: str, client: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    use_client(client, monkeypatch)
     make, words = FAULTS[fault]
     spec = committed_spec(tmp_path / "project", made, made.source)
     with make(tmp_path, made) as url:
@@ -320,10 +345,11 @@ def test_a_store_fault_falls_back_to_generating_and_says_why(
     assert leftovers(spec.path.parent) == []
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize(("fault", "client"), FAULT_CASES)
 def test_a_store_fault_in_offline_mode_fails_with_one_line_and_writes_nothing(
-    tmp_path: Path, made: Made, fault: str
+    tmp_path: Path, made: Made, fault: str, client: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    use_client(client, monkeypatch)
     make, words = FAULTS[fault]
     spec = committed_spec(tmp_path / "project", made, made.source)
     with make(tmp_path, made) as url:
@@ -376,6 +402,48 @@ def test_an_https_store_is_fetched_only_with_a_certificate_the_machine_trusts(
     assert load_npz(trusted.path).content_sha256 == made.digest
     # The refused handshake never reached HTTP: one request in all.
     assert server.entry_requests() == [f"/{made.digest}.npz"]
+
+
+@pytest.mark.parametrize("mode", ["redirect", "chunked"])
+def test_a_redirect_or_a_chunked_reply_is_fetched_through_the_standard_library(
+    tmp_path: Path, made: Made, mode: str
+) -> None:
+    served = tmp_path / "served"
+    put(served, made)
+    spec = committed_spec(tmp_path / "project", made, None)
+    with HttpStoreServer(served, mode) as server:
+        cache = FixtureCache(store=server.url, root=tmp_path)
+        cache.get(spec)
+    assert cache.stats.generations == [] and len(cache.stats.fetches) == 1
+    assert load_npz(spec.path).content_sha256 == made.digest
+    entry = f"/{made.digest}.npz"
+    # Asked once over the plain socket, then again by urllib, which reads the reply
+    # (and follows the redirect).
+    moved = [f"/moved{entry}"] if mode == "redirect" else []
+    assert server.entry_requests() == [entry, entry, *moved]
+
+
+@pytest.mark.parametrize(
+    ("url", "environment", "plain"),
+    [
+        ("http://127.0.0.1:8000/fixtures/x.npz", {}, True),
+        ("http://[::1]/x.npz?signed=1", {}, True),
+        ("https://127.0.0.1/x.npz", {}, False),
+        ("http://user:secret@127.0.0.1/x.npz", {}, False),
+        ("http://127.0.0.1/a fixture.npz", {}, False),
+        ("http://127.0.0.1/x.npz", {"HTTP_PROXY": "http://proxy:3128"}, False),
+        ("http://127.0.0.1/x.npz", {"all_proxy": "socks5://proxy:1080"}, False),
+        ("http://127.0.0.1/x.npz", {"no_proxy": "*"}, True),
+    ],
+)
+def test_only_plain_http_with_no_proxy_configured_goes_over_a_plain_socket(
+    url: str, environment: dict[str, str], plain: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [name for name in os.environ if name.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert plainhttp.takes(url) is plain
 
 
 def test_offline_mode_without_a_store_names_the_option(tmp_path: Path, made: Made) -> None:
