@@ -232,7 +232,7 @@ def _seen_printing_that_it_waits(waiter: subprocess.Popen[str], lock: Path) -> N
 def _seen_retrying_the_lock(waiter: subprocess.Popen[str], lock: Path) -> None:
     """Wait until ``waiter`` opens ``lock`` twice: it tried the lock, and tries again.
 
-    filelock polls ``flock(LOCK_NB)``, so a waiting run leaves no blocked entry in
+    The lock is polled with ``flock(LOCK_NB)``, so a waiting run leaves no blocked entry in
     ``/proc/locks``; it opens the lock file for every try, and inotify sees those opens
     (nothing else opens it while its holder is stopped).
     """

@@ -315,3 +315,31 @@ def test_a_timeout_says_how_long_it_waited(tmp_path: Path) -> None:
         holder.communicate("\n", timeout=60)
     assert caught.value.waited == 0.2
     assert str(caught.value) == f"{target}.lock: another process holds it"
+
+
+def test_the_fixture_lock_and_filelocks_lock_on_the_same_file_exclude_each_other(
+    tmp_path: Path,
+) -> None:
+    import filelock
+
+    target = tmp_path / "f.npz"
+    other = filelock.FileLock(locking.lock_path(target))
+    with locking.holding(target, 5), pytest.raises(filelock.Timeout):
+        other.acquire(timeout=0.2)
+    refused = pytest.raises(locking.LockUnavailable, match="another process holds it")
+    with other, refused, locking.holding(target, 0.2):
+        pass
+
+
+def test_a_lock_is_held_only_on_the_file_its_name_still_names(tmp_path: Path) -> None:
+    path = tmp_path / "f.npz.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        assert locking._names(path, fd)
+        (tmp_path / "new").write_bytes(b"")
+        os.replace(tmp_path / "new", path)
+        assert not locking._names(path, fd)
+        path.unlink()
+        assert not locking._names(path, fd)
+    finally:
+        os.close(fd)
