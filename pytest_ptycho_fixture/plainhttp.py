@@ -79,8 +79,12 @@ def takes(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname or "@" in parts.netloc:
         return False
-    target = parts.path or "/"
-    if not all(" " < character < "\x7f" for character in target + parts.query):
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        return False
+    # Anything to encode (a space, an international name) is left to urllib.
+    if not all(" " < character < "\x7f" for character in url):
         return False
     # Any proxy setting at all: urllib applies it (and no_proxy) as the user expects.
     return not any(

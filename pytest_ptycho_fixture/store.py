@@ -5,10 +5,11 @@ committed sidecar records names it, and a copy is used only when its arrays have
 digest again. :func:`open_store` gives one of two stores behind one interface, fetch and
 push:
 
-- :class:`HttpStore`, for ``http://`` and ``https://``, reads through the standard library
-  and cannot be written. It is our own code for one measured row: importing fsspec's HTTP
-  filesystem (aiohttp) takes 0.2 s, longer than generating the fixture from its 35 MB
-  source, and a fetch must cost at most half of that (``benchmarks/bench_store.py``).
+- :class:`HttpStore`, for ``http://`` and ``https://``, cannot be written. It is our own
+  code for one measured row: importing fsspec's HTTP filesystem (aiohttp) takes 0.2 s,
+  longer than generating the fixture from its 35 MB source, and a fetch must cost at
+  most half of that (``benchmarks/bench_store.py``). A plain ``http://`` URL is read
+  with one GET over a socket (:mod:`.plainhttp`), anything else through urllib.
 - :class:`FsspecStore`, for every other URL and for a folder: fsspec and the protocol's
   package (s3fs for ``s3://``, gcsfs for ``gs://``).
 

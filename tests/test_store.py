@@ -431,6 +431,8 @@ def test_a_redirect_or_a_chunked_reply_is_fetched_through_the_standard_library(
         ("https://127.0.0.1/x.npz", {}, False),
         ("http://user:secret@127.0.0.1/x.npz", {}, False),
         ("http://127.0.0.1/a fixture.npz", {}, False),
+        ("http://bücher.example/x.npz", {}, False),
+        ("http://127.0.0.1:port/x.npz", {}, False),
         ("http://127.0.0.1/x.npz", {"HTTP_PROXY": "http://proxy:3128"}, False),
         ("http://127.0.0.1/x.npz", {"all_proxy": "socks5://proxy:1080"}, False),
         ("http://127.0.0.1/x.npz", {"no_proxy": "*"}, True),
