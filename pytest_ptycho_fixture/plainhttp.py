@@ -5,8 +5,8 @@ Own code, not ``urllib.request``, for the store benchmark's rows: urllib imports
 (a project whose tests import numpy but not torch), more than the whole fetch of a
 fixture takes (``benchmarks/bench_store.py``). It does only the plain case: ``http://``,
 no proxy configured, and a reply whose body is its bytes (delimited by Content-Length or
-by the end of the connection). :func:`get` returns ``None`` for a URL it does not take,
-and the caller uses urllib, as it does for a redirect or a chunked reply.
+by the end of the connection). For a URL that :func:`takes` refuses, a redirect, a
+chunked reply or one that :func:`get` cannot parse, the caller uses urllib.
 """
 
 from __future__ import annotations

@@ -261,15 +261,16 @@ class HttpStore:
         self, url: str, headers: dict[str, str], fault: Callable[..., StoreFault]
     ) -> tuple[Any, int | None] | None:
         """The reply to a GET over a plain socket and its length, or ``None`` where urllib
-        must follow a redirect or read a chunked body."""
+        must ask again: to follow a redirect, to read a chunked body, or to make what it
+        can of a reply the plain client does not parse."""
         from . import plainhttp
 
         try:
             reply = plainhttp.get(url, self.timeout, headers)
         except TimeoutError:
             raise fault(self._silent()) from None
-        except plainhttp.BadReply as exc:
-            raise fault(f"could not be fetched: the reply is not HTTP: {exc}") from None
+        except plainhttp.BadReply:
+            return None
         except OSError as exc:
             raise fault(self._unreachable(exc.strerror or str(exc))) from None
         if not reply.plain:

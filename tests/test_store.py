@@ -423,6 +423,24 @@ def test_a_redirect_or_a_chunked_reply_is_fetched_through_the_standard_library(
     assert server.entry_requests() == [entry, entry, *moved]
 
 
+@pytest.mark.parametrize("mode", ["not-http", "endless-headers"])
+def test_a_reply_the_plain_client_cannot_parse_is_asked_again_through_urllib(
+    tmp_path: Path, made: Made, mode: str
+) -> None:
+    served = tmp_path / "served"
+    put(served, made)
+    spec = committed_spec(tmp_path / "project", made, made.source)
+    entry = f"/{made.digest}.npz"
+    with HttpStoreServer(served, mode) as server:
+        with pytest.raises(plainhttp.BadReply):
+            plainhttp.get(server.url + entry, 5, {}).close()
+        cache = FixtureCache(store=server.url, root=tmp_path)
+        cache.get(spec)
+    assert len(cache.stats.generations) == 1
+    assert "could not be fetched: " in cache.stats.store_notes[0]
+    assert server.entry_requests() == [entry, entry, entry]
+
+
 @pytest.mark.parametrize(
     ("url", "environment", "plain"),
     [
