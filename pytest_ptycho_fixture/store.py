@@ -135,7 +135,7 @@ def open_store(url: str, timeout: float, label: str | None = None) -> Store:
     options: dict[str, Any] = {}
     if scheme in ("s3", "s3a"):
         # botocore: one attempt per request, each bounded (it would retry for minutes);
-        # s3fs still retries a timeout up to 5 times.
+        # s3fs's own retries are turned off below.
         options["config_kwargs"] = {
             "connect_timeout": timeout,
             "read_timeout": timeout,
@@ -152,6 +152,10 @@ def open_store(url: str, timeout: float, label: str | None = None) -> Store:
     # An unknown protocol, or a backend's own error (credentials, a bad endpoint).
     except Exception as exc:  # noqa: BLE001
         raise _unusable(label, f"cannot be opened: {_one_line(exc)}") from None
+    if scheme in ("s3", "s3a"):
+        # One try per request, as botocore's: s3fs would try a silent endpoint five times
+        # per request (20 timeouts for one fetch), and a fault only means generating.
+        fs.retries = 1
     object_store = bool(set(_protocols(fs)) & OBJECT_STORES)
     return FsspecStore(fs, str(root).rstrip("/"), label, object_store)
 

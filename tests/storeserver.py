@@ -199,16 +199,44 @@ def closed_port() -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
 
 
-@contextlib.contextmanager
-def never_answers() -> Iterator[str]:
-    """An http:// URL on 127.0.0.1 whose socket accepts connections and never answers.
+@dataclass
+class Silent:
+    """A socket on 127.0.0.1 that accepts connections and never answers."""
 
-    The kernel completes the handshake from the listen backlog; no one ever reads.
-    """
+    sock: socket.socket
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def connections(self) -> int:
+        """How many connections were made to it so far (each is taken from the backlog)."""
+        self.sock.setblocking(False)
+        count = 0
+        while True:
+            try:
+                accepted, _ = self.sock.accept()
+            except BlockingIOError:
+                return count
+            accepted.close()
+            count += 1
+
+
+@contextlib.contextmanager
+def silent_socket() -> Iterator[Silent]:
+    """A :class:`Silent` socket. The kernel completes each handshake from the listen
+    backlog (room for 64); no one ever reads."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        sock.listen(64)
+        yield Silent(sock)
+
+
+@contextlib.contextmanager
+def never_answers() -> Iterator[str]:
+    """An http:// URL on 127.0.0.1 whose socket accepts connections and never answers."""
+    with silent_socket() as silent:
+        yield silent.url
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from storeserver import (
     never_answers,
     s3_server,
     self_signed_certificate,
+    silent_socket,
 )
 
 from pytest_ptycho_fixture import messages, npzwrite, plainhttp, simulate
@@ -378,6 +379,22 @@ def test_a_store_that_never_answers_is_given_up_after_its_timeout(
         started = time.monotonic()
         FixtureCache(store=url, store_timeout=0.5).get(spec)
         assert time.monotonic() - started < 20
+
+
+def test_a_silent_s3_endpoint_is_asked_once_per_request_not_retried(
+    tmp_path: Path, made: Made, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = committed_spec(tmp_path / "project", made, made.source)
+    with silent_socket() as silent:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "t")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "t")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", silent.url)
+        cache = FixtureCache(store="s3://fixtures/ci", store_timeout=0.5, root=tmp_path)
+        cache.get(spec)
+        asked = silent.connections()
+    assert len(cache.stats.generations) == 1
+    # Retried, a request is asked five times over (s3fs's own retries).
+    assert 1 <= asked <= 2, asked
 
 
 def test_an_https_store_is_fetched_only_with_a_certificate_the_machine_trusts(
