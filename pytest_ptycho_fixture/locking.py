@@ -139,8 +139,7 @@ def _open(path: Path) -> int:
     except OSError as exc:
         if exc.errno == errno.ELOOP or path.is_symlink():
             raise _symlink(path) from None
-        reason = f"cannot be created or opened: {exc.strerror or exc}"
-        raise LockUnavailable(str(path), reason, errno=exc.errno) from None
+        raise _unopenable(path, exc) from None
 
 
 def _names(path: Path, fd: int) -> bool:
@@ -170,12 +169,16 @@ def _through_filelock(
     except filelock.Timeout:
         raise LockUnavailable(str(path), "another process holds it", waited=timeout) from None
     except OSError as exc:  # after Timeout, which is an OSError too
-        reason = f"cannot be created or opened: {exc.strerror or exc}"
-        raise LockUnavailable(str(path), reason, errno=exc.errno) from None
+        raise _unopenable(path, exc) from None
     try:
         yield
     finally:
         lock.release()
+
+
+def _unopenable(path: Path, exc: OSError) -> LockUnavailable:
+    reason = f"cannot be created or opened: {exc.strerror or exc}"
+    return LockUnavailable(str(path), reason, errno=exc.errno)
 
 
 def _symlink(path: Path) -> LockUnavailable:

@@ -301,7 +301,7 @@ class HttpStore:
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, TimeoutError):
-                detail = f"no answer within {self.timeout:g} s ({TIMEOUT_OPTION})"
+                detail = self._no_answer()
             else:
                 detail = str(getattr(reason, "strerror", None) or reason)
             raise fault(self._unreachable(detail)) from None
@@ -312,8 +312,11 @@ class HttpStore:
         length = response.headers.get("Content-Length")
         return response, int(length) if length is not None and length.isdigit() else None
 
+    def _no_answer(self) -> str:
+        return f"no answer within {self.timeout:g} s ({TIMEOUT_OPTION})"
+
     def _silent(self) -> str:
-        return f"could not be fetched: no answer within {self.timeout:g} s ({TIMEOUT_OPTION})"
+        return f"could not be fetched: {self._no_answer()}"
 
     @staticmethod
     def _unreachable(detail: str) -> str:
