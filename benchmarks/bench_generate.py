@@ -7,8 +7,7 @@ medians: wall time and peak RSS (measured by ``/usr/bin/time``), with ratios. Th
 (simulating its 64 positions) against the naive script on the 35 MB source; the
 ``deflated-zlib`` row runs the command with the ``isal`` package blocked, as on a machine
 its wheels do not cover. The command runs through the script's entry point,
-``cli.run()``; the ``default-collector`` row runs the default through ``cli.main()``
-instead, with Python's cyclic garbage collector left on, to show what ``run()`` saves.
+``cli.run()``.
 
 Three rows put the large sources in proportion. ``floor`` is a process that only
 starts Python and imports numpy (``python -c "import numpy"``), against the naive script
@@ -49,22 +48,19 @@ SOURCES = {
     "deflated": (32768, "HWN", True, "1.07 GB float64 deflated, legacy layout"),
     "deflated-zlib": (32768, "HWN", True, "the same, inflated by zlib (isal blocked)"),
     "default": (1087, "HWN", False, "cold default: built-in source, against naive on 35 MB"),
-    "default-collector": (1087, "HWN", False, "the same through `cli.main()`, collector on"),
     "floor": (32768, "NHW", False, "floor: `python -c 'import numpy'`, against naive on stored"),
     "inflate": (32768, "HWN", True, "floor: `import numpy` + zlib inflate, against naive on deflated"),
     "in-process": (32768, "NHW", False, "stored canonical, timed in-process after `import numpy`"),
 }
 
 
-SOURCE_FILES = {"default": "small", "default-collector": "small", "deflated-zlib": "deflated",
+SOURCE_FILES = {"default": "small", "deflated-zlib": "deflated",
                 "floor": "stored", "inflate": "deflated", "in-process": "stored"}
 #: Rows whose command generates the built-in default (no ``--source``).
-BUILTIN_ROWS = ("default", "default-collector")
+BUILTIN_ROWS = ("default",)
 SAME = {True: "yes", False: "NO", None: "-"}
 RUN_CLI = "from pytest_ptycho_fixture.cli import run; run()"
 BLOCK_ISAL = "import sys; sys.modules['isal'] = None; " + RUN_CLI
-#: The script's command without ``cli.run()``'s handling of the garbage collector.
-RUN_MAIN = "from pytest_ptycho_fixture.cli import main; raise SystemExit(main())"
 #: The ``inflate`` floor: import numpy, then inflate the diffraction member with zlib and
 #: throw the bytes away (no CRC, nothing kept), in bounded pieces.
 INFLATE = """import struct, sys, zipfile, zlib, numpy
@@ -161,7 +157,7 @@ def commands(name: str, source: Path, ours_out: Path, naive_out: Path) -> tuple[
     if name == "in-process":
         generate = ["generate", "--output", str(ours_out), "--source", str(source)]
         return [python, "-c", TIMED_OURS, *generate], [python, "-c", TIMED_NAIVE, *naive[1:]]
-    program = {"deflated-zlib": BLOCK_ISAL, "default-collector": RUN_MAIN}.get(name, RUN_CLI)
+    program = BLOCK_ISAL if name == "deflated-zlib" else RUN_CLI
     ours = [python, "-c", program, "generate", "--output", str(ours_out)]
     if name not in BUILTIN_ROWS:
         ours += ["--source", str(source)]

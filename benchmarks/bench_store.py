@@ -9,14 +9,12 @@ to a fresh child process with no fixture on disk, as the plugin does on a cold c
 import the call makes lazily (numpy on both sides, the transport on the fetching side):
 
 - ``generate``: no store; the fixture is generated from the 35 MB source (the baseline);
-- ``fetch-http``: the loopback HTTP store, read by ``store.HttpStore`` (a GET over a
-  plain socket, ``plainhttp``);
+- ``fetch-http``: the loopback HTTP store, read by ``store.HttpStore`` (a GET through the
+  standard library's urllib);
 - ``fetch-folder``: the same entry in a folder store, through fsspec's local filesystem;
 - ``fetch-fsspec-http``: the loopback HTTP store read through fsspec's HTTP filesystem
   (aiohttp) instead, the choice ``store.HttpStore`` was measured against (skipped where
-  aiohttp is not installed);
-- ``fetch-urllib``: the loopback HTTP store read through the standard library's urllib,
-  as ``HttpStore`` does where a proxy is configured (here one that no_proxy bypasses).
+  aiohttp is not installed).
 
 The ``step`` rows are the same children's step alone, as the plugin's summary line times
 it, each from its imports to a verified fixture on disk: the fetch from opening the
@@ -32,7 +30,7 @@ lock, fetch or generation, verification, and every lazy import) and its step alo
 (``step``, as above, from the run's own summary figures). The test module imports
 numpy in the ``numpy project`` rows and torch in the ``torch project`` rows, as a PyTorch
 project's tests do; torch itself imports ``ssl``, ``http.client`` and ``urllib.request``,
-which the plain socket spares a numpy-only project.
+which a numpy-only project's fetch imports itself.
 
 The children alternate in every round (the order flips each round); the table gives
 medians, ratios to ``generate`` (or ``pytest-generate``), and the range of per-round
@@ -113,7 +111,7 @@ def test_uses_the_fixture(request):
     with open(os.environ["BENCH_REPORT"], "w") as report:
         report.write(f"{{took}} {{steps[0]}}")
 """
-MODES = ("generate", "fetch-http", "fetch-urllib", "fetch-folder", "fetch-fsspec-http")
+MODES = ("generate", "fetch-http", "fetch-folder", "fetch-fsspec-http")
 RUNS = ("pytest-generate", "pytest-fetch-http", "pytest-fetch-folder")
 #: What the test modules of the pytest rows import.
 PROJECTS = ("numpy", "torch")
@@ -132,12 +130,9 @@ def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def child_env(mode: str = "") -> dict[str, str]:
+def child_env() -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    if mode == "fetch-urllib":
-        # A proxy setting sends HttpStore through urllib; no_proxy then bypasses it.
-        env["http_proxy"] = "http://127.0.0.1:9"
     return env
 
 
@@ -158,7 +153,7 @@ def provide(mode: str, work: Path, store: str, cold: list[Path]) -> tuple[float,
         str(work / "scan.npz"),
         "-" if mode == "generate" else store,
     ]
-    result = subprocess.run(argv, capture_output=True, text=True, env=child_env(mode), check=False)
+    result = subprocess.run(argv, capture_output=True, text=True, env=child_env(), check=False)
     if result.returncode:
         raise SystemExit(f"{mode} failed:\n{result.stderr}")
     report = json.loads(result.stdout)
@@ -227,7 +222,7 @@ def main() -> None:
     else:
         modes = list(MODES)
     cold = [source, entry] if args.cold else []
-    stores = {"fetch-http": url, "fetch-urllib": url, "fetch-fsspec-http": url}
+    stores = {"fetch-http": url, "fetch-fsspec-http": url}
     stores["fetch-folder"] = str(served)
     stores.update({"pytest-fetch-http": url, "pytest-fetch-folder": str(served)})
     try:

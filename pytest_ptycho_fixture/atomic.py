@@ -3,9 +3,10 @@
 The folders a target needs are made by :func:`parents_made` just before writing, and
 removed again if the writing fails, so that a failed command leaves no trace at all.
 
-A writer holds an exclusive ``flock`` on its temporary file for as long as the file
-exists, so :func:`remove_stale_temps` can tell the file of a live writer (locked) from one
-left by a killed writer (the kernel released its lock) and removes only the latter.
+A writer holds an exclusive lock (filelock's ``lock_descriptor``, an ``flock``) on its
+temporary file for as long as the file exists, so :func:`remove_stale_temps` can tell
+the file of a live writer (locked) from one left by a killed writer (the kernel released
+its lock) and removes only the latter.
 """
 
 from __future__ import annotations
@@ -125,22 +126,20 @@ def remove_stale_temps(target: Path) -> list[Path]:
 
 
 def _flock(fd: int, *, blocking: bool) -> bool:
-    """Take an exclusive lock on ``fd``; ``False`` if another process holds one."""
+    """Take an exclusive lock on ``fd``, filelock's own primitive on a descriptor;
+    ``False`` if another process holds one."""
     if sys.platform == "win32":
         # Windows refuses to delete an open file, which protects live writers there.
         return True
-    import fcntl
+    from filelock import lock_descriptor
 
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        return lock_descriptor(fd, blocking=blocking)
     except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-            return False
-        if exc.errno in (errno.ENOLCK, errno.ENOTSUP, errno.EOPNOTSUPP):
+        if exc.errno in (errno.ENOLCK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
             # No flock on this filesystem: a writer goes ahead, a sweep removes nothing.
             return blocking
         raise
-    return True
 
 
 @functools.lru_cache(maxsize=1)

@@ -8,7 +8,6 @@ undone).
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 import time
@@ -265,23 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> NoReturn:
     """Run the command line as a program and exit: the ``ptycho-fixture`` script.
 
-    A command is one short pass whose buffers are freed by reference counting as it
-    goes, so the cyclic garbage collector is kept out of it: disabled while the command
-    runs (it would otherwise walk numpy's and filelock's objects over and over as the
-    imports grow the heap), and everything frozen before exit, so that the collections
-    of interpreter shutdown find nothing to walk. Files are closed and flushed by then,
-    and ``atexit`` handlers still run. Kept for one benchmark row: it takes 30-50 ms off
-    the cold default's 0.3 s, which keeps that row under the naive script's time
-    (``benchmarks/bench_generate.py``, rows ``default`` and ``default-collector``).
     Call :func:`main` to run a command inside a process that goes on.
     """
-    gc.disable()
-    try:
-        status = main()
-    finally:
-        gc.enable()
-    gc.freeze()
-    raise SystemExit(status)
+    raise SystemExit(main())
 
 
 def _progress(args: argparse.Namespace) -> AbstractContextManager[Progress | None]:

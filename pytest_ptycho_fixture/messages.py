@@ -19,7 +19,7 @@ from typing import final
 #: What a fixture that is not there "does".
 MISSING = "does not exist"
 #: Where the source is configured, for messages that ask for it.
-SOURCE_OPTIONS = "ptycho_fixture_source / --ptycho-fixture-source"
+SOURCE_OPTIONS = "ptycho_fixture_source / --ptycho-fixture-source=PATH"
 #: Where offline mode and the store are switched on, for messages that name them.
 OFFLINE_SWITCHES = "--ptycho-fixture-offline / PTYCHO_FIXTURE_OFFLINE"
 STORE_OPTIONS = "ptycho_fixture_store / --ptycho-fixture-store"

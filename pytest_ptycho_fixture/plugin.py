@@ -12,6 +12,7 @@ import the rest when first used.
 from __future__ import annotations
 
 import os
+import shlex
 import uuid
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from .spec import (
     OptionError,
     argparse_type,
     cached_spec,
+    detached_value,
     grouping,
     main_spec,
     parse_device,
@@ -326,7 +328,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="NPZ",
         help="source dataset the fixture is derived from, e.g. a local copy of"
         " Run1084_recon3_postPC_shrunk_3.npz; 'builtin' for the built-in synthetic scan."
-        " Overrides the ptycho_fixture_source ini option",
+        " Overrides the ptycho_fixture_source ini option. Write it with '='"
+        " (--ptycho-fixture-source=PATH): pytest would take a separate PATH for a test path",
     )
     group.addoption(
         "--ptycho-fixture-lock-timeout",
@@ -341,7 +344,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="store of verified fixtures shared by machines, named by content digest: a"
         " folder, file://, http(s):// (read-only), s3:// or gs://. A missing fixture is"
         " fetched from it before it is generated. Overrides the ptycho_fixture_store ini"
-        " option",
+        " option. Write it with '=' (--ptycho-fixture-store=URL)",
     )
     group.addoption(
         "--ptycho-fixture-offline",
@@ -454,6 +457,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "seconds to wait for the fixture lock (default 600)",
         default="600",
     )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # As early as a plugin can: pytest chose the rootdir from these same arguments.
+    sources = [
+        (list(early_config.invocation_params.args), "on the command line"),
+        (shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), "in PYTEST_ADDOPTS"),
+    ]
+    for args, where in sources:
+        refusal = detached_value(args, where)
+        if refusal is not None:
+            raise pytest.UsageError(refusal)
 
 
 def _text(text: str, option: str) -> str:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import operator
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar, final
@@ -341,6 +342,31 @@ def parse_keys(text: str, option: str = "--keys") -> Keys | None:
         lacks = ", ".join(missing)
         raise OptionError(option, text, f"complete mapping (it lacks {lacks})", expected)
     return tuple(pairs)
+
+
+#: The pytest options of this plugin that take a path or a URL.
+PATH_OPTIONS = ("--ptycho-fixture-source", "--ptycho-fixture-store")
+
+
+def detached_value(args: Sequence[str], where: str) -> str | None:
+    """Why a path option of :data:`PATH_OPTIONS` in ``args`` is refused, if its value
+    follows it as a word of its own; ``None`` if none does.
+
+    pytest finds the rootdir and the ini file from the arguments that are not options
+    before it loads this plugin, so in ``--ptycho-fixture-source /data/Run1084.npz`` it
+    takes the path for a test path, looks for the ini file above ``/data``, and the run
+    does not read the project's. With ``=`` the value is part of the option.
+    """
+    for option, value in itertools.pairwise(args):
+        if option == "--":
+            return None
+        if option in PATH_OPTIONS:
+            return (
+                f"{option} {value} ({where}): write {option}={value}; with a space, pytest"
+                f" takes {value} for a test path while it looks for the rootdir and the ini"
+                " file, before it knows this option, and the project's ini file is not read"
+            )
+    return None
 
 
 def argparse_type(parse: Callable[[str, str], _T], option: str) -> Callable[[str], _T]:

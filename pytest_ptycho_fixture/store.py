@@ -5,11 +5,9 @@ committed sidecar records names it, and a copy is used only when its arrays have
 digest again. :func:`open_store` gives one of two stores behind one interface, fetch and
 push:
 
-- :class:`HttpStore`, for ``http://`` and ``https://``, cannot be written. It is our own
-  code for one measured row: importing fsspec's HTTP filesystem (aiohttp) takes 0.2 s,
-  longer than generating the fixture from its 35 MB source, and a fetch must cost at
-  most half of that (``benchmarks/bench_store.py``). A plain ``http://`` URL is read
-  with one GET over a socket (:mod:`.plainhttp`), anything else through urllib.
+- :class:`HttpStore`, for ``http://`` and ``https://``, cannot be written. It reads
+  through the standard library's ``urllib``, imported on first use, rather than
+  fsspec's HTTP filesystem, whose aiohttp a project would have to install for one GET.
 - :class:`FsspecStore`, for every other URL and for a folder: fsspec and the protocol's
   package (s3fs for ``s3://``, gcsfs for ``gs://``).
 
@@ -210,6 +208,26 @@ def _copy(
         raise fault(f"was truncated: {total} of {expected} bytes arrived")
 
 
+def _content_length(response: Any, fault: Callable[[str], StoreFault]) -> int | None:
+    """The body's length as the reply declares it; ``None`` for a body that runs until
+    the connection closes or comes in chunks.
+
+    Only ASCII digits make a length: ``int()`` also takes ``"1_000"``, ``"+5"`` and
+    ``" 5 "``, and ``str.isdigit()`` takes ``"²"``, which ``int()`` then refuses.
+    """
+    if getattr(response, "chunked", False):
+        return None
+    values = [value.strip(" \t") for value in response.headers.get_all("Content-Length") or []]
+    if not values:
+        return None
+    if not all(value and value.isascii() and value.isdigit() for value in values):
+        shown = ", ".join(repr(value) for value in values)
+        raise fault(f"could not be fetched: its Content-Length is {shown}, not a number of bytes")
+    if len({int(value) for value in values}) > 1:
+        raise fault(f"could not be fetched: it declares two lengths ({', '.join(values)})")
+    return int(values[0])
+
+
 def _describe_read(exc: BaseException) -> str:
     import http.client
 
@@ -247,8 +265,6 @@ class HttpStore:
     writable: bool = False
 
     def fetch(self, digest: str, target: Path, check: Check, max_bytes: int) -> None:
-        from . import plainhttp
-
         entry = entry_name(digest)
         url = f"{self.url}/{entry}"
 
@@ -256,45 +272,20 @@ class HttpStore:
             return StoreFault(self.label, entry, reason, missing)
 
         headers = {"User-Agent": f"pytest-ptycho-fixture/{__version__}"}
-        opened = self._plain(url, headers, fault) if plainhttp.takes(url) else None
-        response, expected = opened or self._urllib(url, headers, fault)
-        with response, atomic_writer(target, _checked(check, fault)) as handle:
-            _copy(response.read, handle, fault, expected, max_bytes)
+        response = self._open(url, headers, fault)
+        with response:
+            expected = _content_length(response, fault)
+            with atomic_writer(target, _checked(check, fault)) as handle:
+                _copy(response.read, handle, fault, expected, max_bytes)
 
-    def _plain(
-        self, url: str, headers: dict[str, str], fault: Callable[..., StoreFault]
-    ) -> tuple[Any, int | None] | None:
-        """The reply to a GET over a plain socket and its length, or ``None`` where urllib
-        must ask again: to follow a redirect, to read a chunked body, or to make what it
-        can of a reply the plain client does not parse."""
-        from . import plainhttp
-
-        try:
-            reply = plainhttp.get(url, self.timeout, headers)
-        except TimeoutError:
-            raise fault(self._silent()) from None
-        except plainhttp.BadReply:
-            return None
-        except OSError as exc:
-            raise fault(self._unreachable(exc.strerror or str(exc))) from None
-        if not reply.plain:
-            reply.close()
-            return None
-        if reply.status != 200:
-            reply.close()
-            raise _status_fault(fault, reply.status, reply.reason)
-        return reply, reply.length
-
-    def _urllib(
-        self, url: str, headers: dict[str, str], fault: Callable[..., StoreFault]
-    ) -> tuple[Any, int | None]:
-        """The response to a GET through the standard library, and its length."""
+    def _open(self, url: str, headers: dict[str, str], fault: Callable[..., StoreFault]) -> Any:
+        """The response to a GET of ``url``, its status line and headers read."""
         import urllib.error
         import urllib.request
 
         request = urllib.request.Request(url, headers=headers)
         try:
-            response = urllib.request.urlopen(request, timeout=self.timeout)
+            return urllib.request.urlopen(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             exc.close()
             raise _status_fault(fault, exc.code, str(exc.reason)) from None
@@ -306,17 +297,14 @@ class HttpStore:
                 detail = str(getattr(reason, "strerror", None) or reason)
             raise fault(self._unreachable(detail)) from None
         except TimeoutError:
-            raise fault(self._silent()) from None
-        except Exception as exc:  # noqa: BLE001 - a broken reply: the status line or headers
+            raise fault(f"could not be fetched: {self._no_answer()}") from None
+        # A broken reply: its status line or its headers (http.client's own exceptions,
+        # and whatever else a reply that is not HTTP raises there).
+        except Exception as exc:  # noqa: BLE001
             raise fault(f"could not be fetched: {_one_line(exc)}") from None
-        length = response.headers.get("Content-Length")
-        return response, int(length) if length is not None and length.isdigit() else None
 
     def _no_answer(self) -> str:
         return f"no answer within {self.timeout:g} s ({TIMEOUT_OPTION})"
-
-    def _silent(self) -> str:
-        return f"could not be fetched: {self._no_answer()}"
 
     @staticmethod
     def _unreachable(detail: str) -> str:

@@ -151,6 +151,59 @@ class HttpStoreServer:
         return [path for path in self.requests if path.endswith(".npz")]
 
 
+@dataclass
+class RawReplyServer:
+    """A server on 127.0.0.1 that answers every request with :attr:`reply`, byte for byte,
+    then closes the connection: the replies no HTTP server library would send.
+
+    Connections are served one at a time, in a thread of the test; ``requests`` counts
+    the requests read.
+    """
+
+    reply: bytes = b""
+    requests: int = 0
+    _sock: socket.socket | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._sock is not None
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def __enter__(self) -> RawReplyServer:  # noqa: PYI034 - Self needs Python 3.11
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.05)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        assert self._sock is not None
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            with connection, contextlib.suppress(OSError):
+                connection.settimeout(10)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    block = connection.recv(65536)
+                    if not block:
+                        break
+                    request += block
+                self.requests += 1
+                connection.sendall(self.reply)
+                connection.shutdown(socket.SHUT_WR)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None and self._sock is not None
+        self._thread.join()
+        self._sock.close()
+
+
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1, signed by its own key: ``(certificate, key)`` PEM files."""
     import datetime

@@ -261,7 +261,7 @@ def test_a_damaged_fixture_without_its_source_is_reported_with_the_fix_and_kept(
     assert line.endswith(
         f", and it cannot be regenerated: its source {MISSING_SOURCE} does not exist. Put the"
         f" source dataset at {MISSING_SOURCE} (or point ptycho_fixture_source /"
-        f" --ptycho-fixture-source at it), or restore {FIXTURE} (e.g. git checkout {FIXTURE})"
+        f" --ptycho-fixture-source=PATH at it), or restore {FIXTURE} (e.g. git checkout {FIXTURE})"
     )
     assert fixtures.stats.generations == []
     assert spec.path.read_bytes() == damaged

@@ -255,3 +255,18 @@ def test_a_name_beyond_ascii_is_written_as_utf8_and_read_back() -> None:
         info = archive.infolist()[0]
         assert (info.filename, info.flag_bits & 0x800) == ("objet_é.npy", 0x800)
         assert archive.read(info) == b"x"
+
+
+def test_zlib_ng_deflates_the_default_fixture_to_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Distributions that build Python against zlib-ng (Fedora, say) must write the same
+    # file: Huffman-only deflate leaves no choice of matches to the implementation.
+    from zlib_ng import zlib_ng
+
+    from pytest_ptycho_fixture.generate import generate_fixture
+
+    generate_fixture(None, tmp_path / "zlib.npz", 64)
+    monkeypatch.setattr(npzwrite, "zlib", zlib_ng)
+    generate_fixture(None, tmp_path / "zlib-ng.npz", 64)
+    assert (tmp_path / "zlib.npz").read_bytes() == (tmp_path / "zlib-ng.npz").read_bytes()

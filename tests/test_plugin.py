@@ -370,6 +370,62 @@ def test_it_heals_a_damaged_cached_fixture(pytester: pytest.Pytester, damage: st
     assert (pytester.path / SIDECAR).read_bytes() == sidecar_bytes
 
 
+@pytest.mark.parametrize("where", ["on the command line", "in PYTEST_ADDOPTS"])
+@pytest.mark.parametrize("option", ["--ptycho-fixture-source", "--ptycho-fixture-store"])
+def test_a_path_option_with_its_value_after_a_space_is_refused_naming_the_equals_form(
+    pytester: pytest.Pytester,
+    source_npz: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    option: str,
+    where: str,
+) -> None:
+    # The value lies outside the rootdir: pytest would look for the ini file above it.
+    assert not source_npz.is_relative_to(pytester.path)
+    ini(pytester, ptycho_fixture_path=FIXTURE)
+    pytester.makepyfile(USES_PATH.format(n=1))
+    value = str(source_npz if option.endswith("source") else source_npz.parent)
+    args = ["--regen-fixture", option, value]
+    if where == "in PYTEST_ADDOPTS":
+        monkeypatch.setenv("PYTEST_ADDOPTS", f"{os.environ['PYTEST_ADDOPTS']} {option} {value}")
+        args = ["--regen-fixture"]
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: {option} {value} ({where}): write {option}={value}; with a space, pytest *"]
+    )
+    assert not (pytester.path / SIDECAR).exists()
+    assert not (pytester.path / FIXTURE).exists() and not (pytester.path / CACHED).exists()
+
+
+def test_a_source_outside_the_rootdir_given_with_equals_rewrites_the_projects_sidecar(
+    pytester: pytest.Pytester, source_npz: Path
+) -> None:
+    assert not source_npz.is_relative_to(pytester.path)
+    ini(pytester, ptycho_fixture_path=FIXTURE)
+    pytester.makepyfile(USES_PATH.format(n=1))
+    result = pytester.runpytest_subprocess("--regen-fixture", f"--ptycho-fixture-source={source_npz}")
+    result.assert_outcomes(passed=1)
+    assert generations(result.stdout.str()) == 1
+    metadata = json.loads((pytester.path / SIDECAR).read_text())
+    assert metadata["source_positions"] == 200
+    assert (pytester.path / FIXTURE).is_file() and not (pytester.path / CACHED).exists()
+
+
+def test_a_store_outside_the_rootdir_given_with_equals_is_fetched_from(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    fixture = committed(pytester)
+    store = tmp_path_factory.mktemp("store")
+    digest = json.loads((pytester.path / SIDECAR).read_text())["content_sha256"]
+    fixture.rename(store / f"{digest}.npz")
+    ini(pytester, ptycho_fixture_path=FIXTURE)
+    pytester.makepyfile(USES_PATH.format(n=1))
+    result = pytester.runpytest_subprocess(f"--ptycho-fixture-store={store}")
+    result.assert_outcomes(passed=1)
+    assert generations(result.stdout.str()) == 0
+    result.stdout.fnmatch_lines([f"ptycho-fixture: 0 generations, fetched from {store} (1 file*"])
+
+
 # -- once, across workers and runs ------------------------------------------------------
 
 

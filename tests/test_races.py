@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -331,15 +332,23 @@ def test_the_fixture_lock_and_filelocks_lock_on_the_same_file_exclude_each_other
         pass
 
 
-def test_a_lock_is_held_only_on_the_file_its_name_still_names(tmp_path: Path) -> None:
-    path = tmp_path / "f.npz.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+def test_the_fixture_lock_is_taken_and_released_by_filelock(tmp_path: Path) -> None:
+    import filelock
+
+    package = Path(filelock.__file__).parent
+    called: list[str] = []
+
+    def watch(frame: types.FrameType, event: str, arg: object) -> None:
+        if event == "call" and Path(frame.f_code.co_filename).is_relative_to(package):
+            called.append(frame.f_code.co_name)
+
+    target = tmp_path / "f.npz"
+    sys.setprofile(watch)
     try:
-        assert locking._names(path, fd)
-        (tmp_path / "new").write_bytes(b"")
-        os.replace(tmp_path / "new", path)
-        assert not locking._names(path, fd)
-        path.unlink()
-        assert not locking._names(path, fd)
+        with locking.holding(target, 5):
+            held = list(called)
     finally:
-        os.close(fd)
+        sys.setprofile(None)
+    assert "acquire" in held and "_acquire" in held and "release" not in held
+    assert "release" in called[len(held) :]
+    assert locking.lock_path(target).exists()
