@@ -178,7 +178,7 @@ def naive(source: str, output: str) -> None:
 
 def ours_read(source: str, output: str) -> None:
     """This project's reading only: open the source, take the subset's patterns; no write."""
-    from pytest_ptycho_fixture.generate import open_source
+    from pytest_ptycho_fixture.sources import open_source
     from pytest_ptycho_fixture.subsets import subset_indices
 
     scan = open_source(source)

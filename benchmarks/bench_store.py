@@ -67,7 +67,7 @@ from bench_hdf5 import evict
 
 import pytest_ptycho_fixture
 from pytest_ptycho_fixture.generate import generate_fixture
-from pytest_ptycho_fixture.npzread import load_npz
+from pytest_ptycho_fixture.npz.reader import load_npz
 from pytest_ptycho_fixture.store import entry_name
 
 #: One child: provide the committed fixture on a cold cache and report how long it took.

@@ -24,7 +24,7 @@ import pytest
 from h5files import DATA, MAPPED, MAPPED_TEXT, TRANSLATION
 from numpy.typing import NDArray
 
-from pytest_ptycho_fixture import npzwrite
+from pytest_ptycho_fixture.npz import writer as npzwrite
 from pytest_ptycho_fixture.simulate import X_RANGE, Y_RANGE, simulate_source
 
 SOURCE_POSITIONS = 100

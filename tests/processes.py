@@ -25,7 +25,7 @@ import helpers
 from helpers import cli_command
 
 from pytest_ptycho_fixture.contract import ContractError
-from pytest_ptycho_fixture.npzread import load_npz
+from pytest_ptycho_fixture.npz.reader import load_npz
 from pytest_ptycho_fixture.spec import SHIPPED_SIDECAR
 
 #: An inner pytest run: no hypothesis plugin (seconds per run), tests in file order.

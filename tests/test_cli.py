@@ -38,8 +38,8 @@ from processes import start_on_terminal
 import pytest_ptycho_fixture
 from pytest_ptycho_fixture.contract import validate_fixture
 from pytest_ptycho_fixture.generate import generate_fixture
-from pytest_ptycho_fixture.npzread import load_npz
-from pytest_ptycho_fixture.npzwrite import write_npz
+from pytest_ptycho_fixture.npz.reader import load_npz
+from pytest_ptycho_fixture.npz.writer import write_npz
 
 
 @pytest.fixture

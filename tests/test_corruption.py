@@ -21,8 +21,8 @@ from processes import content_digest, temporary_files
 from pytest_ptycho_fixture.cache import FixtureCache
 from pytest_ptycho_fixture.generate import generate_fixture
 from pytest_ptycho_fixture.messages import FixtureError
-from pytest_ptycho_fixture.npzread import load_npz
-from pytest_ptycho_fixture.npzwrite import write_npz_to
+from pytest_ptycho_fixture.npz.reader import load_npz
+from pytest_ptycho_fixture.npz.writer import write_npz_to
 from pytest_ptycho_fixture.spec import SHIPPED_SIDECAR, FixtureSpec, main_spec
 
 CACHED_FOLDER = ".pytest_cache/d/ptycho-fixture"

@@ -34,7 +34,7 @@ from processes import (
 from pytest_ptycho_fixture import locking
 from pytest_ptycho_fixture.cache import FixtureCache
 from pytest_ptycho_fixture.contract import ContractError
-from pytest_ptycho_fixture.sidecar import read_sidecar
+from pytest_ptycho_fixture.npz.sidecar import read_sidecar
 from pytest_ptycho_fixture.spec import main_spec
 
 SEED = 20240612

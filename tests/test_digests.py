@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import NDArray
 
-from pytest_ptycho_fixture.digests import content_digests, file_sha256
-from pytest_ptycho_fixture.npzread import load_npz
-from pytest_ptycho_fixture.npzwrite import write_npz
+from pytest_ptycho_fixture.npz.digests import content_digests, file_sha256
+from pytest_ptycho_fixture.npz.reader import load_npz
+from pytest_ptycho_fixture.npz.writer import write_npz
 
 # content_sha256 of {"a": np.arange(3, dtype="<i4")}: pins the digest definition itself.
-# Recompute with: python -c "import numpy as np; from pytest_ptycho_fixture.digests import
+# Recompute with: python -c "import numpy as np; from pytest_ptycho_fixture.npz.digests import
 # content_digests; print(content_digests({'a': np.arange(3, dtype='<i4')})[0])"
 TINY_CONTENT_SHA256 = "b3e3a02df0e7d42de8238c1a73504150e6ce26481cbc38e4500bb7277db5d73b"
 

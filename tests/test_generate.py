@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 import pytest_ptycho_fixture
 from pytest_ptycho_fixture.contract import ContractError, validate_fixture
 from pytest_ptycho_fixture.generate import generate_fixture
-from pytest_ptycho_fixture.npzread import load_npz
+from pytest_ptycho_fixture.npz.reader import load_npz
 from pytest_ptycho_fixture.spec import OptionError
 from pytest_ptycho_fixture.subsets import subset_indices
 

@@ -8,7 +8,7 @@ To recompute the constants after an intended change to the simulator or the gene
     python -c "from pytest_ptycho_fixture import simulate_source, content_digests; \
 print(content_digests(simulate_source())[0])"                     # the full source
     ptycho-fixture simulate --output /tmp/source.npz &&
-    python -c "from pytest_ptycho_fixture.npzread import NpzReader; \
+    python -c "from pytest_ptycho_fixture.npz.reader import NpzReader; \
 print(NpzReader('/tmp/source.npz').fingerprint())"                # its fingerprint
 
 then copy the new sidecar to ``pytest_ptycho_fixture/data/minimal_dataset_v1.json``.
@@ -27,15 +27,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_ptycho_fixture.digests import content_digests
-from pytest_ptycho_fixture.generate import (
+from pytest_ptycho_fixture.generate import generate_fixture
+from pytest_ptycho_fixture.npz.digests import content_digests
+from pytest_ptycho_fixture.npz.reader import NpzReader, load_npz
+from pytest_ptycho_fixture.npz.writer import write_npz
+from pytest_ptycho_fixture.simulate import simulate_source
+from pytest_ptycho_fixture.sources.builtin import (
     SYNTHETIC_SOURCE_CONTENT_SHA256,
     SYNTHETIC_SOURCE_FINGERPRINT,
-    generate_fixture,
 )
-from pytest_ptycho_fixture.npzread import NpzReader, load_npz
-from pytest_ptycho_fixture.npzwrite import write_npz
-from pytest_ptycho_fixture.simulate import simulate_source
 
 pytestmark = pytest.mark.golden
 
@@ -46,7 +46,7 @@ GOLDEN_SOURCE_FINGERPRINT = "a3c477d589eab5b1920b573796a1c1088a274f5936bfabb095c
 _DIGEST_SCRIPT = """
 import sys, tempfile, pathlib
 from pytest_ptycho_fixture.generate import generate_fixture
-from pytest_ptycho_fixture.npzread import load_npz
+from pytest_ptycho_fixture.npz.reader import load_npz
 out = pathlib.Path(tempfile.mkdtemp()) / "fixture.npz"
 generate_fixture(None, out)
 print(load_npz(out).content_sha256)

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from pytest_ptycho_fixture.contract import ContractError, validate_fixture
 from pytest_ptycho_fixture.generate import generate_fixture
-from pytest_ptycho_fixture.npzread import load_npz
+from pytest_ptycho_fixture.npz.reader import load_npz
 from pytest_ptycho_fixture.simulate import synthetic_scan
 from pytest_ptycho_fixture.spec import OptionError
 

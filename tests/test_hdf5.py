@@ -35,7 +35,7 @@ from processes import USES_THE_FIXTURE
 
 from pytest_ptycho_fixture.contract import ContractError, validate_fixture
 from pytest_ptycho_fixture.generate import generate_fixture
-from pytest_ptycho_fixture.npzread import load_npz
+from pytest_ptycho_fixture.npz.reader import load_npz
 
 #: content_sha256 of the fixture generated with the defaults from ``golden_cxi``: a CXI
 #: file of the simulator's first 200 positions, gzip-compressed, intensities 400 * a**2.
@@ -273,7 +273,7 @@ print(high_water())
 BASELINE_RSS = (
     HIGH_WATER
     + """
-import h5py, numpy, pytest_ptycho_fixture.generate, pytest_ptycho_fixture.cxi
+import h5py, numpy, pytest_ptycho_fixture.generate, pytest_ptycho_fixture.sources.cxi
 print(high_water())
 """
 )
@@ -283,7 +283,7 @@ WHOLE_READ = (
     HIGH_WATER
     + """
 import sys
-import h5py, numpy, pytest_ptycho_fixture.generate, pytest_ptycho_fixture.cxi
+import h5py, numpy, pytest_ptycho_fixture.generate, pytest_ptycho_fixture.sources.cxi
 with h5py.File(sys.argv[1]) as f:
     f["/entry_1/data_1/data"][()]
 print(high_water())

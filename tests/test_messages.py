@@ -16,9 +16,9 @@ from pytest_ptycho_fixture import messages
 from pytest_ptycho_fixture.cache import FixtureCache
 from pytest_ptycho_fixture.generate import generate_fixture
 from pytest_ptycho_fixture.messages import FixtureError, GeneratedMismatch
-from pytest_ptycho_fixture.npzread import load_npz
+from pytest_ptycho_fixture.npz.reader import load_npz
+from pytest_ptycho_fixture.npz.sidecar import differing_arrays
 from pytest_ptycho_fixture.runrecord import StaleRecord
-from pytest_ptycho_fixture.sidecar import differing_arrays
 from pytest_ptycho_fixture.spec import FixtureSpec
 
 #: One of each error, with the data it carries.

@@ -28,10 +28,10 @@ from hypothesis.extra import numpy as hnp
 from numpy.typing import NDArray
 
 from pytest_ptycho_fixture.contract import ContractError
-from pytest_ptycho_fixture.digests import ContentHasher, content_digests
 from pytest_ptycho_fixture.generate import generate_fixture
-from pytest_ptycho_fixture.npzread import NpzReader, load_npz
-from pytest_ptycho_fixture.npzwrite import write_npz
+from pytest_ptycho_fixture.npz.digests import ContentHasher, content_digests
+from pytest_ptycho_fixture.npz.reader import NpzReader, load_npz
+from pytest_ptycho_fixture.npz.writer import write_npz
 
 MB = 1 << 20
 
@@ -330,7 +330,7 @@ def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_deflated_members_are_inflated_by_isal_when_it_is_installed(inflater: str) -> None:
-    from pytest_ptycho_fixture.npzread import _inflater
+    from pytest_ptycho_fixture.npz.reader import _inflater
 
     decompressor, error = _inflater()
     expected = "isal" if inflater == "isal" else "zlib"

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from helpers import some_arrays
 
-from pytest_ptycho_fixture import npzwrite
 from pytest_ptycho_fixture.contract import ContractError
-from pytest_ptycho_fixture.digests import file_sha256
-from pytest_ptycho_fixture.npzwrite import Entry, write_npz, write_zip
+from pytest_ptycho_fixture.npz import writer as npzwrite
+from pytest_ptycho_fixture.npz.digests import file_sha256
+from pytest_ptycho_fixture.npz.writer import Entry, write_npz, write_zip
 
 
 @pytest.fixture

@@ -55,8 +55,8 @@ def test_the_sdist_holds_the_tests_and_the_shipped_sidecar(dist: Path) -> None:
         names = {name.partition("/")[2] for name in sdist.getnames()}
     tests = {str(path.relative_to(ROOT)) for path in (ROOT / "tests").glob("*.py")}
     assert tests and tests <= names, sorted(tests - names)
-    assert "pytest_ptycho_fixture/data/minimal_dataset_v1.json" in names
-    assert {"tox.ini", "constraints.txt", "docs/fixture.png"} <= names
+    assert "src/pytest_ptycho_fixture/data/minimal_dataset_v1.json" in names
+    assert {"tox.ini", "constraints.txt", "docs/fixture.png", "mkdocs.yml", "CHANGELOG.md"} <= names
     assert "examples/ptychography_project/tests/test_reconstruction.py" in names
     assert not [name for name in names if name.endswith((".npz", ".pyc"))]
 
@@ -68,6 +68,9 @@ def test_the_wheel_holds_py_typed_the_sidecar_and_the_plugin_entry_point(dist: P
         declared = wheel.read(entry_points).decode()
     assert "pytest_ptycho_fixture/py.typed" in names
     assert "pytest_ptycho_fixture/data/minimal_dataset_v1.json" in names
+    source = ROOT / "src"
+    modules = {str(path.relative_to(source)) for path in source.rglob("*.py")}
+    assert modules and modules <= names, sorted(modules - names)
     assert not [name for name in names if name.startswith("tests/")]
     assert "ptycho_fixture = pytest_ptycho_fixture.plugin" in declared
     assert "ptycho-fixture = pytest_ptycho_fixture.cli:run" in declared

@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_ptycho_fixture import digests, generate, npzread, npzwrite, plugin, simulate
+from pytest_ptycho_fixture import generate, plugin, simulate
+from pytest_ptycho_fixture.npz import digests
+from pytest_ptycho_fixture.npz import reader as npzread
+from pytest_ptycho_fixture.npz import writer as npzwrite
 
 pytest_plugins = ["pytester"]
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from helpers import cli_command, run_cli, write_source
 
-from pytest_ptycho_fixture import npzread
 from pytest_ptycho_fixture.generate import generate_fixture
+from pytest_ptycho_fixture.npz import reader as npzread
 from pytest_ptycho_fixture.simulate import simulate_source
 
 POSITIONS = 300

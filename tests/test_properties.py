@@ -23,10 +23,15 @@ from numpy.typing import NDArray
 
 from pytest_ptycho_fixture.atomic import remove_stale_temps
 from pytest_ptycho_fixture.contract import ContractError
-from pytest_ptycho_fixture.digests import content_digests
-from pytest_ptycho_fixture.npzread import NpzReader, load_npz
-from pytest_ptycho_fixture.npzwrite import write_npz
-from pytest_ptycho_fixture.sidecar import array_table, differing_arrays, read_sidecar, write_sidecar
+from pytest_ptycho_fixture.npz.digests import content_digests
+from pytest_ptycho_fixture.npz.reader import NpzReader, load_npz
+from pytest_ptycho_fixture.npz.sidecar import (
+    array_table,
+    differing_arrays,
+    read_sidecar,
+    write_sidecar,
+)
+from pytest_ptycho_fixture.npz.writer import write_npz
 
 _KEYS = st.sampled_from(["diffraction", "probeGuess", "objectGuess", "xcoords", "a", "b_2"])
 _ARRAYS = st.sampled_from(["<f4", "<f8", "<c8", "<i8", "|u1"]).flatmap(

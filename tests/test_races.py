@@ -33,7 +33,7 @@ from pytest_ptycho_fixture import locking
 from pytest_ptycho_fixture.atomic import remove_stale_temps
 from pytest_ptycho_fixture.contract import ContractError
 from pytest_ptycho_fixture.generate import generate_fixture
-from pytest_ptycho_fixture.sidecar import read_sidecar, write_sidecar
+from pytest_ptycho_fixture.npz.sidecar import read_sidecar, write_sidecar
 
 SEED = 20240611
 RACE_ROUNDS = 3

@@ -19,9 +19,9 @@ from matplotlib.image import AxesImage, imread
 from matplotlib.transforms import Bbox
 from numpy.typing import NDArray
 
+from pytest_ptycho_fixture.cli.picture import DPI, FIGURE_INCHES, Rendered, render_fixture
 from pytest_ptycho_fixture.generate import generate_fixture
-from pytest_ptycho_fixture.npzread import load_npz
-from pytest_ptycho_fixture.show import DPI, FIGURE_INCHES, Rendered, render_fixture
+from pytest_ptycho_fixture.npz.reader import load_npz
 from pytest_ptycho_fixture.simulate import synthetic_scan
 from pytest_ptycho_fixture.spec import SHIPPED_SIDECAR
 

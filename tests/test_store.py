@@ -35,10 +35,11 @@ from storeserver import (
     silent_socket,
 )
 
-from pytest_ptycho_fixture import messages, npzwrite, simulate
+from pytest_ptycho_fixture import messages, simulate
 from pytest_ptycho_fixture.cache import FixtureCache
 from pytest_ptycho_fixture.generate import generate_fixture
-from pytest_ptycho_fixture.npzread import load_npz
+from pytest_ptycho_fixture.npz import writer as npzwrite
+from pytest_ptycho_fixture.npz.reader import load_npz
 from pytest_ptycho_fixture.spec import (
     FixtureSpec,
     OptionError,

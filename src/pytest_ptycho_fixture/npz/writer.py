@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .atomic import atomic_writer
-from .contract import check_not_object
+from ..atomic import atomic_writer
+from ..contract import check_not_object
 from .digests import little_endian
 
 if TYPE_CHECKING:

@@ -1,11 +1,12 @@
-"""Scans in HDF5 files: CXI, ptychodus product files, and any layout mapped by ``--keys``.
+"""What the HDF5 sources share: the :class:`HDF5Source` they are read into, and how
+positions in metres become object pixels.
 
-Each is recognised by content (:func:`open_hdf5`) and read into an :class:`HDF5Source`:
-positions in object pixels, probe and object in memory, and the patterns read by
-hyperslab on demand. Intensities become amplitudes as ``sqrt(I) * 2**-k``, with the
-smallest ``k >= 0`` that brings the selected patterns below the contract's maximum; a
-power of two, so that scaling adds no rounding. The layouts themselves live in
-:mod:`.cxi` and :mod:`.product`; :mod:`.hdf5read` does the safe reading.
+An HDF5 source keeps its positions in object pixels, its probe and object in memory, and
+reads its patterns by hyperslab on demand. Intensities become amplitudes as
+``sqrt(I) * 2**-k``, with the smallest ``k >= 0`` that brings the selected patterns below
+the contract's maximum; a power of two, so that scaling adds no rounding. The layouts
+live in :mod:`.cxi`, :mod:`.product` and :mod:`.keys`; :mod:`.hdf5read` does the safe
+reading.
 """
 
 from __future__ import annotations
@@ -13,22 +14,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import contract as c
-from .contract import ContractError
-from .digests import ContentHasher
+from .. import contract as c
+from ..contract import ContractError
+from ..npz.digests import ContentHasher
 from .hdf5read import H5Reader, is_hdf5
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from .progress import Progress
+    from ..cli.progress import Progress
 
-KEYS_FORMAT = "hdf5-keys"
 #: h * c in J m (both exact in the SI): a photon energy in J to its wavelength in m.
 PLANCK_C = 6.62607015e-34 * 299792458.0
 
@@ -76,7 +76,7 @@ class Frames:
                     _digest(reader, self.name, hasher, stats)
                 taken = reader.take(self.name, axis, indices)
         else:
-            from .npzread import NpzReader
+            from ..npz.reader import NpzReader
 
             with NpzReader(self.path) as npz:
                 visit = None if stats is None else stats.add
@@ -209,114 +209,6 @@ def single_mode(label: str, name: str, array: NDArray[Any], what: str) -> NDArra
             " length 1 are accepted); export a single mode",
         )
     return array.reshape(array.shape[-2:])
-
-
-def open_hdf5(
-    path: Path,
-    label: str,
-    layout: str | None = None,
-    *,
-    diffraction: Path | None = None,
-    diffraction_label: str | None = None,
-    keys: Mapping[str, str] | None = None,
-    verify: bool = False,
-    progress: Progress | None = None,
-) -> HDF5Source:
-    """The HDF5 source at ``path``, recognised by what it holds.
-
-    ``keys`` maps fixture keys to dataset paths (any layout); otherwise a file with
-    ``probe_position_x_m`` is a ptychodus product, whose patterns are in ``diffraction``
-    (a CXI file or an NPZ), and one with ``entry_1`` a CXI file.
-    """
-    from . import cxi, product
-
-    with H5Reader(path) as reader:
-        if keys is not None:
-            if diffraction is not None:
-                raise ContractError(label, None, "takes --keys or --diffraction, not both")
-            source = mapped(reader, label, keys, layout)
-        elif reader.has(product.POSITIONS_X):
-            if diffraction is None:
-                raise ContractError(
-                    label,
-                    product.POSITIONS_X,
-                    "is a ptychodus product file, which holds no diffraction patterns; give"
-                    " them with --diffraction DATA.cxi or DATA.npz (in pytest: the"
-                    " ptycho_fixture_diffraction ini option)",
-                )
-            shown = diffraction_label or str(diffraction)
-            source = product.product_source(reader, label, diffraction, shown, layout)
-        elif cxi.is_cxi(reader):
-            if diffraction is not None:
-                raise ContractError(
-                    label, None, "is a CXI file, which holds its own patterns; drop --diffraction"
-                )
-            source = cxi.cxi_source(reader, label)
-        else:
-            raise ContractError(
-                label,
-                None,
-                f"is an HDF5 file but neither CXI ({cxi.DATA[0]}) nor a ptychodus product"
-                f" ({product.POSITIONS_X}); name its datasets with --keys"
-                " diffraction=/path,xcoords=/path,ycoords=/path,probeGuess=/path,"
-                "objectGuess=/path",
-            )
-    source.verify, source.progress = verify, progress
-    return source
-
-
-def scan_positions(
-    path: Path, label: str, keys: Mapping[str, str] | None = None
-) -> tuple[NDArray[Any], NDArray[Any]]:
-    """The positions of an HDF5 source in object pixels, without reading its patterns."""
-    from . import cxi, product
-
-    with H5Reader(path) as reader:
-        if keys is not None:
-            return reader.read(keys[c.XCOORDS], "f"), reader.read(keys[c.YCOORDS], "f")
-        if reader.has(product.POSITIONS_X):
-            return product.positions(reader, label)
-        source = cxi.cxi_source(reader, label) if cxi.is_cxi(reader) else None
-    if source is None:
-        raise ContractError(label, None, "is an HDF5 file of no layout known without --keys")
-    return source.small[c.XCOORDS], source.small[c.YCOORDS]
-
-
-def mapped(reader: H5Reader, label: str, keys: Mapping[str, str], layout: str | None) -> HDF5Source:
-    """The source ``--keys`` describes: positions in object pixels, amplitudes or intensities."""
-    import numpy as np
-
-    small: dict[str, Any] = {}
-    datasets: dict[str, str] = {}
-    for key in (c.XCOORDS, c.YCOORDS, *c.OPTIONAL_PER_POSITION):
-        if key in keys:
-            kinds = "iu" if key == "scan_index" else "f"
-            small[key] = reader.read(keys[key], kinds)
-            datasets[key] = f"{keys[key]} (object pixels)" if key != "scan_index" else keys[key]
-    for key in (c.PROBE, c.OBJECT):
-        small[key] = reader.read(keys[key], "c")
-        datasets[key] = f"{keys[key]} (complex)"
-    intensity = "intensities" in keys
-    name = keys["intensities" if intensity else c.DIFFRACTION]
-    node = reader.dataset(name)
-    if not intensity:
-        c.check_diffraction_dtype(label, name, node.dtype)
-    n = int(np.asarray(small[c.XCOORDS]).shape[0])
-    decided = c.decide_layout(label, node.shape, n, layout)
-    frames = hdf5_frames(reader, name, decided, intensity=intensity)
-    datasets[c.DIFFRACTION] = f"{name} ({'intensities' if intensity else 'amplitudes'})"
-    return HDF5Source(
-        label,
-        frames,
-        small,
-        datasets,
-        notes=[f"HDF5 datasets mapped by --keys: {_shown(datasets)}"],
-        provenance={"source_format": KEYS_FORMAT, "source_keys": dict(keys)},
-    )
-
-
-def _shown(datasets: Mapping[str, str]) -> str:
-    return ", ".join(f"{key}={where}" for key, where in datasets.items())
 
 
 def object_pixels(

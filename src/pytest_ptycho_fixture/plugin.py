@@ -393,8 +393,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "ptycho_fixture_subset_strategy",
-        "stratified (positions spanning the scan's ranges, default), first, or spread (one"
-        " position per cell of a grid over the scan)",
+        "stratified (positions spanning the scan's ranges, default), first, spread (one"
+        " position per cell of a grid over the scan), or groups (groups of gridsize x"
+        " gridsize neighbours)",
         default=DEFAULT_STRATEGY,
     )
     parser.addini(
@@ -777,7 +778,8 @@ class Factory:
 
 @pytest.fixture(scope="session")
 def ptycho_fixture_factory(request: pytest.FixtureRequest) -> Factory:
-    """``factory(subset_size=..., strategy=..., source=..., layout=...) -> Path``: variants.
+    """``factory(subset_size=, strategy=, source=, layout=, gridsize=, diffraction=, keys=)
+    -> Path``: variants.
 
     Omitted arguments take the configured values; ``source="builtin"`` is the built-in
     scan. Each variant is generated once into the cache folder, named by a hash of its

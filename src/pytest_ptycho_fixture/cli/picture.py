@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import contract as c
-from .contract import ContractError
-from .spec import BUILTIN_SOURCE, SHIPPED_SIDECAR
-from .subsets import CELLS, COVERAGE_GRID, span_fraction
+from .. import contract as c
+from ..contract import ContractError
+from ..spec import BUILTIN_SOURCE, SHIPPED_SIDECAR
+from ..subsets import CELLS, COVERAGE_GRID, span_fraction
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,7 +92,7 @@ def _find_sidecar(
     The built-in default kept in pytest's cache folder has no sidecar beside it: the
     one shipped in the package describes it.
     """
-    from .sidecar import default_sidecar_path, read_sidecar
+    from ..npz.sidecar import default_sidecar_path, read_sidecar
 
     if metadata is not None:
         return metadata, read_sidecar(metadata)
@@ -124,11 +124,10 @@ def _source_positions(
     """
     import numpy as np
 
-    from .hdf5read import is_hdf5
-    from .npzread import NpzReader
+    from ..sources.registry import source_positions
 
     if label == BUILTIN_SOURCE:
-        from .simulate import synthetic_scan
+        from ..simulate import synthetic_scan
 
         scan = synthetic_scan()
         return (scan.xcoords, scan.ycoords), f"source positions: {label}"
@@ -140,14 +139,8 @@ def _source_positions(
         where = ", ".join(dict.fromkeys(str(path.parent) for path in candidates))
         return None, f"source positions not shown: {label} not found (looked in {where})"
     try:
-        if is_hdf5(found):
-            from .hdf5source import scan_positions
-
-            keys = (meta or {}).get("source_keys")
-            x, y = scan_positions(found, str(found), keys if isinstance(keys, dict) else None)
-        else:
-            with NpzReader(found) as reader:
-                x, y = reader.read(c.XCOORDS), reader.read(c.YCOORDS)
+        keys = (meta or {}).get("source_keys")
+        x, y = source_positions(found, str(found), keys if isinstance(keys, dict) else None)
         xs = x.astype(np.float64).reshape(-1)
         ys = y.astype(np.float64).reshape(-1)
     except ContractError as exc:
@@ -163,7 +156,7 @@ def load_view(
     metadata: str | os.PathLike[str] | None = None,
 ) -> FixtureView:
     """Read the fixture (checked against the data contract), its sidecar and its source."""
-    from .npzread import load_npz
+    from ..npz.reader import load_npz
 
     fixture = Path(path)
     loaded = load_npz(fixture)
@@ -410,7 +403,7 @@ def render_fixture(
         from PIL import Image  # a dependency of matplotlib
     except ImportError as exc:
         raise PlotExtraMissing(PLOT_EXTRA_HINT) from exc
-    from .atomic import atomic_writer
+    from ..atomic import atomic_writer
 
     view = load_view(path, metadata=metadata)
     figure = draw(view)

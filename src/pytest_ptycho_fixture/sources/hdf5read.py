@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .contract import ContractError
+from ..contract import ContractError
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

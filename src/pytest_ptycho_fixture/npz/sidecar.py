@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_bytes
-from .contract import ContractError
+from ..atomic import write_bytes
+from ..contract import ContractError
 from .digests import combine_digests
 
 SIDECAR_VERSION = "v1"

@@ -16,13 +16,16 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import contract as c
-from .contract import ContractError
+from .. import contract as c
+from ..contract import ContractError
+from . import cxi
+from .hdf5 import Frames, HDF5Source, object_pixels, single_mode
 from .hdf5read import H5Reader, is_hdf5
-from .hdf5source import Frames, HDF5Source, object_pixels, single_mode
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
+
+    from .base import Request
 
 FORMAT = "ptychodus-product"
 POSITIONS_X = "/probe_position_x_m"
@@ -30,6 +33,26 @@ POSITIONS_Y = "/probe_position_y_m"
 PROBE = "/probe"
 OBJECT = "/object"
 OBJECT_ATTRS = ("center_x_m", "center_y_m", "pixel_width_m", "pixel_height_m")
+
+
+def recognises(reader: H5Reader) -> bool:
+    """Whether the file holds a product's positions."""
+    return reader.has(POSITIONS_X)
+
+
+def read_source(reader: H5Reader, request: Request) -> HDF5Source:
+    """The product of ``request``, open in ``reader``, with its patterns from
+    ``request.diffraction``."""
+    if request.diffraction is None:
+        raise ContractError(
+            request.label,
+            POSITIONS_X,
+            "is a ptychodus product file, which holds no diffraction patterns; give"
+            " them with --diffraction DATA.cxi or DATA.npz (in pytest: the"
+            " ptycho_fixture_diffraction ini option)",
+        )
+    shown = request.diffraction_label or str(request.diffraction)
+    return product_source(reader, request.label, request.diffraction, shown, request.layout)
 
 
 def _attribute(reader: H5Reader, label: str, name: str, attr: str, *, positive: bool) -> float:
@@ -146,8 +169,6 @@ def product_source(
 
 def _diffraction(label: str, path: Path, n: int, layout: str | None) -> Frames:
     """The patterns of a product: a CXI file's intensities or an NPZ's amplitudes."""
-    from . import cxi
-
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
         raise ContractError(
@@ -163,7 +184,7 @@ def _diffraction(label: str, path: Path, n: int, layout: str | None) -> Frames:
                     f" diffraction data of the product {label} as CXI or NPZ",
                 )
             return cxi.patterns(reader, str(path))
-    from .npzread import NpzReader
+    from ..npz.reader import NpzReader
 
     with NpzReader(path) as npz:
         key = c.DIFFRACTION if c.DIFFRACTION in npz else c.DIFF3D

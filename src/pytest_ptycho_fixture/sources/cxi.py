@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import contract as c
-from .contract import ContractError
-from .hdf5source import (
+from .. import contract as c
+from ..contract import ContractError
+from .hdf5 import (
     PLANCK_C,
     Frames,
     HDF5Source,
@@ -27,6 +27,9 @@ from .hdf5source import (
 )
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from .base import Request
     from .hdf5read import H5Reader
 
 FORMAT = "cxi"
@@ -44,6 +47,21 @@ IMAGE = "/entry_1/image_1/data"
 def is_cxi(reader: H5Reader) -> bool:
     """Whether the file holds CXI intensities at one of :data:`DATA`."""
     return any(reader.has(name) for name in DATA)
+
+
+recognises = is_cxi
+
+
+def read_source(reader: H5Reader, request: Request) -> HDF5Source:
+    """The CXI file of ``request``, open in ``reader``."""
+    request.refuse("--diffraction", "is a CXI file, which holds its own patterns; drop --diffraction")
+    return cxi_source(reader, request.label)
+
+
+def positions(reader: H5Reader, label: str) -> tuple[NDArray[Any], NDArray[Any]]:
+    """The scan's positions in object pixels (the probe and object are read too)."""
+    source = cxi_source(reader, label)
+    return source.small[c.XCOORDS], source.small[c.YCOORDS]
 
 
 def _first(reader: H5Reader, label: str, names: tuple[str, ...], what: str) -> str:

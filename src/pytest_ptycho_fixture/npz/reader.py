@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from .contract import ContractError, check_not_object
+from ..contract import ContractError, check_not_object
 from .digests import ContentHasher, fingerprint, little_endian
-from .npzwrite import LOCAL_HEADER, LOCAL_MAGIC
+from .writer import LOCAL_HEADER, LOCAL_MAGIC
 
 if TYPE_CHECKING:
     import numpy as np

@@ -5,21 +5,20 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import contract as c
 from ._version import __version__
 from .atomic import atomic_writer, missing_parents, parents_made
 from .contract import ContractError
-from .digests import ContentHasher, content_digests
-from .npzread import NpzReader
-from .npzwrite import write_npz_to
-from .sidecar import SIDECAR_VERSION, array_table, default_sidecar_path, dumps
+from .npz.digests import content_digests
+from .npz.sidecar import SIDECAR_VERSION, array_table, default_sidecar_path, dumps
+from .npz.writer import write_npz_to
+from .sources.registry import open_source
 from .spec import (
-    BUILTIN_SOURCE,
     DEFAULT_STRATEGY,
     DEFAULT_SUBSET,
     MIN_SUBSET,
@@ -34,14 +33,10 @@ from .subsets import CELLS, coverage, groups, occupied_cells, rule, stripes_note
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from .progress import Progress
+    from .cli.progress import Progress
+    from .sources.base import Source
 
 DEFAULT_MIN_COVERAGE = 0.5
-#: Content digest of the full built-in source (``simulate_source()``); a test recomputes it.
-SYNTHETIC_SOURCE_CONTENT_SHA256 = "baa884e4ddd3cfafb94e1f1c0180ef2db71cb9b6c2ef4a94868da2a2c3827a32"
-#: Fingerprint of the NPZ that ``ptycho-fixture simulate`` writes; a test recomputes it.
-SYNTHETIC_SOURCE_FINGERPRINT = "a3c477d589eab5b1920b573796a1c1088a274f5936bfabb095c4379a06f8ef7a"
-
 
 class GeneratedFixture(NamedTuple):
     """What :func:`generate_fixture` wrote."""
@@ -49,234 +44,6 @@ class GeneratedFixture(NamedTuple):
     output_path: Path
     metadata_path: Path
     sha256: str
-
-
-class Source(Protocol):
-    """A scan the fixture is derived from: small arrays in memory, patterns on demand."""
-
-    label: str
-    small: dict[str, NDArray[Any]]
-    dropped_keys: list[str]
-    notes: list[str]
-    #: What the source did to its data on the way in (complete once patterns are taken).
-    transformations: list[str]
-    #: For a source of named datasets (HDF5): fixture key -> the dataset read, with units.
-    datasets: dict[str, str]
-    #: What the sidecar records of the source beyond its path (its format, say).
-    provenance: dict[str, Any]
-
-    @property
-    def n_positions(self) -> int:
-        """Positions in the scan."""
-
-    @property
-    def layout(self) -> str:
-        """``HWN`` or ``NHW``: how the source stores its patterns."""
-
-    def take_patterns(self, indices: Sequence[int]) -> NDArray[Any]:
-        """``(n, H, W)`` patterns at ``indices``, in the source dtype."""
-
-    def content_sha256(self) -> str | None:
-        """Content digest of the source arrays the fixture is derived from, if computed."""
-
-    def fingerprint(self) -> str:
-        """:func:`.digests.fingerprint` of the source NPZ: free, whatever its size."""
-
-
-@dataclass
-class NpzSource:
-    """A source NPZ, read through the streaming reader.
-
-    By default only what the fixture needs is read: the small arrays and the subset's
-    patterns (seeking straight to them in a stored member). With ``verify=True`` every
-    byte is read: each pattern is checked and the source's content digest computed.
-    """
-
-    path: Path
-    layout_hint: str | None = None
-    label: str = ""
-    verify: bool = False
-    n_positions: int = 0
-    layout: str = ""
-    small: dict[str, Any] = field(default_factory=dict)
-    dropped_keys: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    transformations: list[str] = field(default_factory=list)
-    datasets: dict[str, str] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
-    _hasher: ContentHasher = field(default_factory=ContentHasher)
-    _key: str = c.DIFFRACTION
-    _fingerprint: str = ""
-    #: ``progress(bytes_read, total_bytes)`` after each chunk of the diffraction streamed.
-    progress: Progress | None = None
-
-    def __post_init__(self) -> None:
-        self.label = self.label or str(self.path)
-        path = self.path
-        if path.is_dir():
-            raise ContractError(path, None, "is a directory but a source NPZ file is required")
-        with NpzReader(path) as reader:
-            self._fingerprint = reader.fingerprint()
-            present = set(reader.members)
-            if c.DIFFRACTION not in present and c.DIFF3D in present:
-                self._key = c.DIFF3D
-                self.notes.append(f"diffraction read from the legacy key {c.DIFF3D!r}")
-            elif c.DIFF3D in present:
-                self.notes.append(f"source {c.DIFF3D!r} ignored: the alias is rebuilt")
-            optional = [key for key in c.OPTIONAL_PER_POSITION if key in present]
-            for key in (c.XCOORDS, c.YCOORDS, c.OBJECT, c.PROBE, *optional):
-                self.small[key] = reader.read(key, self._hasher if self.verify else None)
-            self.dropped_keys = sorted(present - c.SOURCE_KEYS)
-            xcoords = self.small[c.XCOORDS]
-            if xcoords.ndim != 1:
-                raise ContractError(
-                    path,
-                    c.XCOORDS,
-                    f"{c.XCOORDS!r} has shape {xcoords.shape} but a 1-D (N,) array is required",
-                )
-            member = reader.member(self._key)
-            n = int(xcoords.shape[0])
-            ycount = self.small[c.YCOORDS].shape[:1]
-            axes = (member.shape[0], member.shape[-1]) if member.shape else ()
-            if n not in axes and ycount and ycount[0] in axes:
-                # The diffraction array sides with 'ycoords': blame 'xcoords'.
-                n = int(ycount[0])
-            self.n_positions = n
-            for key in (c.XCOORDS, c.YCOORDS, *c.OPTIONAL_PER_POSITION):
-                if key in self.small:
-                    c.check_per_position(path, key, self.small[key], n)
-            c.check_diffraction_dtype(path, self._key, member.dtype)
-            self.layout = c.decide_layout(path, member.shape, n, self.layout_hint)
-            shape = member.shape
-            detector = (shape[0], shape[1]) if self.layout == "HWN" else (shape[1], shape[2])
-            c.check_object(path, self.small[c.OBJECT], exact=False)
-            c.check_probe(path, self.small[c.PROBE], detector, exact=False)
-
-    def take_patterns(self, indices: Sequence[int]) -> NDArray[Any]:
-        import numpy as np
-
-        axis = 2 if self.layout == "HWN" else 0
-        stats = c.AmplitudeStats()
-        with NpzReader(self.path) as reader:
-            if self.verify:
-                # Every pattern is checked and digested while streaming.
-                patterns = reader.take(
-                    self._key, axis, indices, self._hasher, visit=stats.add, progress=self.progress
-                )
-            else:
-                patterns = reader.take(self._key, axis, indices, progress=self.progress)
-                stats.add(patterns)
-        stats.check(self.path, self._key, "" if self.verify else " in the selected patterns")
-        if self.layout == "HWN":
-            patterns = np.ascontiguousarray(patterns.transpose(2, 0, 1))
-        return patterns
-
-    def content_sha256(self) -> str | None:
-        return self._hasher.content_sha256 if self.verify else None
-
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-
-@dataclass
-class SyntheticSource:
-    """The built-in scan from :mod:`.simulate`; only the requested patterns are simulated."""
-
-    label: str = BUILTIN_SOURCE
-    layout: str = "HWN"
-    dropped_keys: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    transformations: list[str] = field(default_factory=list)
-    datasets: dict[str, str] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
-    small: dict[str, Any] = field(default_factory=dict)
-    n_positions: int = 0
-
-    def __post_init__(self) -> None:
-        from . import simulate
-
-        scan = simulate.synthetic_scan()
-        self.small = {
-            c.OBJECT: scan.object,
-            c.PROBE: scan.probe,
-            c.XCOORDS: scan.xcoords,
-            c.YCOORDS: scan.ycoords,
-            "xcoords_start": scan.xcoords,
-            "ycoords_start": scan.ycoords,
-        }
-        self.n_positions = int(scan.xcoords.shape[0])
-        self.notes.append("source simulated: only the subset's positions were computed")
-
-    def take_patterns(self, indices: Sequence[int]) -> NDArray[Any]:
-        import numpy as np
-
-        from . import simulate
-
-        index = np.asarray(indices, dtype=np.intp)
-        return simulate.forward(
-            self.small[c.PROBE],
-            self.small[c.OBJECT],
-            self.small[c.XCOORDS][index],
-            self.small[c.YCOORDS][index],
-        )
-
-    def content_sha256(self) -> str | None:
-        return SYNTHETIC_SOURCE_CONTENT_SHA256
-
-    def fingerprint(self) -> str:
-        return SYNTHETIC_SOURCE_FINGERPRINT
-
-
-def open_source(
-    source: str | os.PathLike[str] | None,
-    layout: str | None = None,
-    *,
-    diffraction: str | os.PathLike[str] | None = None,
-    keys: Mapping[str, str] | None = None,
-    label: str | None = None,
-    diffraction_label: str | None = None,
-    verify: bool = False,
-    progress: Progress | None = None,
-) -> Source:
-    """The built-in synthetic source for ``None``, else the scan at ``source``.
-
-    What ``source`` is, is read from its first bytes: an HDF5 file (CXI, a ptychodus
-    product with its patterns in ``diffraction``, or any layout that ``keys`` maps; see
-    :mod:`.hdf5source`), else an NPZ. ``verify`` reads all of the source (see
-    :class:`NpzSource`). ``progress`` reports the reading of an NPZ's patterns (the
-    built-in source simulates only the subset, which is quick, and is always verified:
-    its digest is a constant). ``label`` and ``diffraction_label`` name the source and
-    the diffraction file in the sidecar (default: the paths as given).
-    """
-    if source is None:
-        if diffraction is not None or keys is not None:
-            raise ContractError(
-                BUILTIN_SOURCE, None, "takes no --diffraction or --keys; give a --source file"
-            )
-        return SyntheticSource()
-    path = Path(source)
-    shown = label or os.fspath(source)
-    from .hdf5read import is_hdf5
-
-    if path.is_file() and is_hdf5(path):
-        from .hdf5source import open_hdf5
-
-        return open_hdf5(
-            path,
-            shown,
-            layout,
-            diffraction=None if diffraction is None else Path(diffraction),
-            diffraction_label=diffraction_label,
-            keys=keys,
-            verify=verify,
-            progress=progress,
-        )
-    if diffraction is not None or keys is not None:
-        option = "--diffraction" if diffraction is not None else "--keys"
-        raise ContractError(
-            shown, None, f"is not an HDF5 file, and {option} applies only to HDF5 sources"
-        )
-    return NpzSource(path, layout, label=shown, verify=verify, progress=progress)
 
 
 @dataclass(frozen=True)

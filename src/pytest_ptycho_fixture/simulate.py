@@ -47,7 +47,7 @@ from numpy.typing import NDArray
 from .spec import LAYOUTS
 
 if TYPE_CHECKING:
-    from .progress import Progress
+    from .cli.progress import Progress
 
 __all__ = [
     "DETECTOR_SHAPE",

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
+    from .cli.picture import render_fixture as render_fixture
     from .contract import ContractError as ContractError
     from .contract import validate_fixture as validate_fixture
-    from .digests import content_digests as content_digests
     from .generate import GeneratedFixture as GeneratedFixture
     from .generate import generate_fixture as generate_fixture
-    from .npzread import load_npz as load_npz
-    from .show import render_fixture as render_fixture
+    from .npz.digests import content_digests as content_digests
+    from .npz.reader import load_npz as load_npz
     from .simulate import forward as forward
     from .simulate import simulate_source as simulate_source
     from .simulate import synthetic_scan as synthetic_scan
@@ -29,9 +29,9 @@ _EXPORTS = {
     "validate_fixture": "contract",
     "GeneratedFixture": "generate",
     "generate_fixture": "generate",
-    "content_digests": "digests",
-    "load_npz": "npzread",
-    "render_fixture": "show",
+    "content_digests": "npz.digests",
+    "load_npz": "npz.reader",
+    "render_fixture": "cli.picture",
     "forward": "simulate",
     "simulate_source": "simulate",
     "synthetic_scan": "simulate",

@@ -39,7 +39,7 @@ from .stats import Stats
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from .npzread import LoadedNpz
+    from .npz.reader import LoadedNpz
     from .runrecord import StaleRecord
     from .store import Store, StoreFault
 
@@ -194,7 +194,7 @@ class FixtureCache:
         generated, loaded = self._generate(spec, write_sidecar=not spec.committed)
         reference = expected if spec.committed and expected is not None else generated
         if loaded.content_sha256 != reference["content_sha256"]:
-            from .sidecar import differing_arrays
+            from .npz.sidecar import differing_arrays
 
             error = messages.GeneratedMismatch(
                 self.source_label(spec),
@@ -304,7 +304,7 @@ class FixtureCache:
 
     def _expected(self, spec: FixtureSpec) -> dict[str, Any] | None:
         """The sidecar, or ``None`` for a cache-folder one that is missing or broken."""
-        from .sidecar import read_sidecar
+        from .npz.sidecar import read_sidecar
 
         try:
             return read_sidecar(spec.sidecar)
@@ -398,8 +398,9 @@ class FixtureCache:
         summary's two figures compare.
         """
         started = time.perf_counter()
-        from .generate import build_fixture, open_source, write_fixture
-        from .sidecar import write_sidecar as write_json_sidecar
+        from .generate import build_fixture, write_fixture
+        from .npz.sidecar import write_sidecar as write_json_sidecar
+        from .sources.registry import open_source
 
         try:
             # A relative label keeps the committed sidecar free of this machine's paths.
@@ -470,7 +471,7 @@ def _largest_file(expected: Mapping[str, Any]) -> int:
 
 def _load_file(path: Path) -> tuple[LoadedNpz | None, str | None]:
     """The NPZ at ``path``, or ``None`` and what is wrong with it."""
-    from .npzread import load_npz
+    from .npz.reader import load_npz
 
     if not path.exists():
         return None, messages.MISSING
@@ -483,7 +484,7 @@ def _load_file(path: Path) -> tuple[LoadedNpz | None, str | None]:
 
 
 def _stale(expected: Mapping[str, Any], loaded: LoadedNpz) -> str:
-    from .sidecar import differing_arrays
+    from .npz.sidecar import differing_arrays
 
     differ = differing_arrays(expected, loaded.array_sha256, loaded.arrays)
     return messages.stale(str(expected["content_sha256"]), loaded.content_sha256, differ)
