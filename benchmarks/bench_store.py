@@ -83,7 +83,7 @@ started = time.perf_counter()
 cache = FixtureCache(store=None if store == "-" else store)
 if mode == "fetch-fsspec-http":
     import fsspec
-    from pytest_ptycho_fixture.store import FsspecStore
+    from pytest_ptycho_fixture.store.filesystem import FsspecStore
     cache._store = FsspecStore(fsspec.filesystem("http"), store, store, False)
 cache.get(spec)
 took = time.perf_counter() - started
