@@ -117,7 +117,7 @@ def write_product(
         f.attrs["probe_energy_eV"] = 8000.0
         f.attrs["exposure_time_s"] = 0.1
         n = a["xcoords"].shape[0]
-        f["probe_position_indexes"] = np.zeros(n, dtype=np.int32)
+        f["probe_position_indexes"] = np.arange(n, dtype=np.int64)
         f["probe_position_x_m"] = (a["xcoords"] - cols / 2) * OBJECT_PIXEL_M + cx
         f["probe_position_y_m"] = (a["ycoords"] - rows / 2) * OBJECT_PIXEL_M + cy
         probe = f.create_dataset("probe", data=a["probeGuess"][None, None].astype(np.complex64))

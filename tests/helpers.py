@@ -589,10 +589,13 @@ BAD_SOURCES: tuple[Bad, ...] = (
         ("has shape (100, 2) but (100, 3) is required",),
     ),
     Bad(
-        "a CXI file without a probe",
-        lambda folder: h5.write_cxi(folder / "source.cxi", probe=False),
-        "/entry_1/instrument_1/source_1/illumination",
-        ("is a CXI file without a probe",),
+        "a CXI file without a probe, whose patterns are all zero",
+        lambda folder: h5.write_cxi(folder / "source.cxi", probe=False, scale=0.0),
+        "probeGuess",
+        (
+            "holds no probe, and its selected patterns are all zero, so none can be estimated",
+            "give one with --probe FILE",
+        ),
     ),
     Bad(
         "a CXI file without the source energy",

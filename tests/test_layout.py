@@ -142,4 +142,5 @@ def test_importing_a_subpackage_imports_nothing_heavy(subpackage: str) -> None:
 
 
 def test_each_family_is_a_subpackage() -> None:
-    assert SUBPACKAGES == [f"{NAME}.{family}" for family in ("cli", "npz", "sources", "store")]
+    families = ("cli", "export", "npz", "sources", "store")
+    assert SUBPACKAGES == [f"{NAME}.{family}" for family in families]

@@ -43,6 +43,7 @@ ERRORS: list[FixtureError] = [
     messages.ReadBackFailed("f.npz", "differs from what was generated"),
     GeneratedMismatch("builtin", "f.json", "a" * 64, "b" * 64, ("diffraction (missing)",)),
     messages.ContractBroken("f.npz: 'xcoords' has non-finite values", "f.json"),
+    messages.GeometryChanged("f.npz", "f.json", "none", "energy_ev=8000,distance_m=2,pixel_m=7.5e-05"),
     messages.RestoreFailed("f.npz", None),
 ]
 

@@ -141,7 +141,7 @@ def test_a_groups_set_inherits_the_gridsize_of_a_groups_main_fixture() -> None:
             (
                 "ini option ptycho_fixture_sets, line 'v1 colour=red': colour: 'colour' is not a set"
                 " key: expected source, subset_size, strategy, gridsize, layout, path,"
-                " diffraction or keys"
+                " diffraction, keys, geometry or probe"
             ),
         ),
         (

@@ -15,8 +15,11 @@ if TYPE_CHECKING:
     from .cli.picture import render_fixture as render_fixture
     from .contract import ContractError as ContractError
     from .contract import validate_fixture as validate_fixture
+    from .export import export_fixture as export_fixture
     from .generate import GeneratedFixture as GeneratedFixture
     from .generate import generate_fixture as generate_fixture
+    from .handoff import PtychiInputs as PtychiInputs
+    from .handoff import to_ptychi as to_ptychi
     from .npz.digests import content_digests as content_digests
     from .npz.reader import load_npz as load_npz
     from .simulate import forward as forward
@@ -29,6 +32,9 @@ _EXPORTS = {
     "validate_fixture": "contract",
     "GeneratedFixture": "generate",
     "generate_fixture": "generate",
+    "export_fixture": "export",
+    "PtychiInputs": "handoff",
+    "to_ptychi": "handoff",
     "content_digests": "npz.digests",
     "load_npz": "npz.reader",
     "render_fixture": "cli.picture",
@@ -42,14 +48,17 @@ __all__ = [
     "ContractError",
     "GeneratedFixture",
     "OptionError",
+    "PtychiInputs",
     "__version__",
     "content_digests",
+    "export_fixture",
     "forward",
     "generate_fixture",
     "load_npz",
     "render_fixture",
     "simulate_source",
     "synthetic_scan",
+    "to_ptychi",
     "validate_fixture",
 ]
 

@@ -173,6 +173,7 @@ class FixtureCache:
             known = self.record.known(spec.path) if self.record else None
             if known is not None:
                 raise known
+            self._check_geometry(spec, expected)
             loaded, problem = self._load(spec)
             if loaded is not None and loaded.content_sha256 == expected["content_sha256"]:
                 return self._accept(spec, expected, loaded)
@@ -245,6 +246,28 @@ class FixtureCache:
                 )
             )
         return self._accept(spec, expected, fetched), None
+
+    def _check_geometry(self, spec: FixtureSpec, expected: Mapping[str, Any]) -> None:
+        """Refuse a committed sidecar whose geometry is not the configured one: the NPZ
+        would verify, and the tests be handed a geometry nobody asked for."""
+        if spec.geometry is None or not spec.committed:
+            return
+        from .geometry import from_record
+
+        entry = expected.get("geometry")
+        recorded = None if not isinstance(entry, Mapping) else entry
+        try:
+            same = recorded is not None and from_record(recorded) == spec.geometry
+        except (KeyError, TypeError, ValueError, IndexError):
+            same = False
+        if not same:
+            g = spec.geometry
+            raise messages.GeometryChanged(
+                self.show(spec.path),
+                self.show(spec.sidecar),
+                "none" if recorded is None else _shown_geometry(recorded),
+                f"energy_ev={g.energy_ev:g},distance_m={g.distance_m:g},pixel_m={g.pixel_m[0]:g}",
+            )
 
     def _verify_unlocked(self, spec: FixtureSpec, why: messages.NotWritable) -> Verified:
         """Verify a fixture in a folder nobody can write to."""
@@ -412,6 +435,8 @@ class FixtureCache:
                 label=None if spec.source is None else self.show(spec.source),
                 diffraction_label=None if spec.diffraction is None else self.show(spec.diffraction),
                 verify=self.verify_source,
+                geometry=spec.geometry,
+                probe=spec.probe,
             )
             fixture = build_fixture(
                 source, spec.subset_size, strategy=spec.strategy, gridsize=spec.gridsize
@@ -506,3 +531,18 @@ def _frozen(array: NDArray[Any]) -> NDArray[Any]:
     view = np.frombuffer(flat.view(np.uint8).data.toreadonly(), dtype=array.dtype)
     frozen: NDArray[Any] = view.reshape(array.shape, order="F" if fortran else "C")
     return frozen
+
+
+def _shown_geometry(entry: Mapping[str, Any]) -> str:
+    """A sidecar's geometry as ``--geometry`` text (``?`` for what it lacks)."""
+
+    def value(key: str, first: bool = False) -> str:
+        item = entry.get(key)
+        if first and isinstance(item, list) and item:
+            item = item[0]
+        return f"{item:g}" if isinstance(item, (int, float)) else "?"
+
+    return (
+        f"energy_ev={value('photon_energy_eV')},distance_m={value('detector_distance_m')},"
+        f"pixel_m={value('detector_pixel_size_m', first=True)}"
+    )

@@ -24,6 +24,7 @@ from .spec import (
     MIN_SUBSET,
     grouping,
     parse_fraction,
+    parse_geometry,
     parse_keys,
     parse_strategy,
     parse_subset_size,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from .cli.progress import Progress
+    from .geometry import Geometry
     from .sources.base import Source
 
 DEFAULT_MIN_COVERAGE = 0.5
@@ -168,6 +170,7 @@ def build_fixture(
         "min_coverage": min_coverage,
         **source.provenance,
         **({"source_datasets": dict(source.datasets)} if source.datasets else {}),
+        **({"geometry": dict(source.geometry)} if source.geometry else {}),
         "transformations": transformations,
         "dropped_keys": list(source.dropped_keys),
         "validation_notes": notes,
@@ -244,6 +247,8 @@ def generate_fixture(
     progress: Progress | None = None,
     diffraction: str | os.PathLike[str] | None = None,
     keys: Mapping[str, str] | str | None = None,
+    geometry: Geometry | str | None = None,
+    probe: str | os.PathLike[str] | None = None,
 ) -> GeneratedFixture:
     """Generate the fixture NPZ and its sidecar from ``source_path`` (``None``: built-in).
 
@@ -255,6 +260,9 @@ def generate_fixture(
     total)`` reports the bytes of a source NPZ's diffraction read so far. ``diffraction``
     is the patterns' file of a ptychodus product source; ``keys`` maps fixture keys to the
     datasets of an HDF5 source in a layout of its own (a mapping, or ``--keys`` text).
+    ``geometry`` is that of a source that holds none (a :class:`.geometry.Geometry`, or
+    ``--geometry`` text), recorded in the sidecar; ``probe`` the probe file of a CXI
+    source that holds no probe.
 
     Raises :class:`.spec.OptionError` for a bad option value, before anything is read, and
     :class:`.contract.ContractError` naming the file for a source or output that is refused.
@@ -269,6 +277,8 @@ def generate_fixture(
         text = keys if isinstance(keys, str) else ",".join(f"{k}={v}" for k, v in keys.items())
         parsed = parse_keys(text, "keys")
         keys = None if parsed is None else dict(parsed)
+    if isinstance(geometry, str):
+        geometry = parse_geometry(geometry, "geometry")
     output = Path(output_path)
     sidecar = Path(metadata_path) if metadata_path else default_sidecar_path(output)
     # A file in the way of a folder is refused before the source is read.
@@ -282,6 +292,8 @@ def generate_fixture(
             keys=keys,
             verify=verify_source,
             progress=progress,
+            geometry=geometry,
+            probe=probe,
         ),
         subset_size,
         strategy=strategy,

@@ -330,6 +330,24 @@ class GeneratedMismatch(FixtureError):
 
 @final
 @dataclass(eq=False)
+class GeometryChanged(FixtureError):
+    """The configured geometry is not the one the committed sidecar records."""
+
+    fixture: str
+    sidecar: str
+    recorded: str
+    configured: str
+
+    def describe(self) -> str:
+        return (
+            f"the sidecar {self.sidecar} of {self.fixture} records the geometry"
+            f" {self.recorded}, but ptycho_fixture_geometry gives {self.configured}; if the"
+            f" new geometry is intended, run pytest --regen-fixture and commit {self.sidecar}"
+        )
+
+
+@final
+@dataclass(eq=False)
 class ContractBroken(FixtureError):
     """The fixture matches its sidecar, but not the data contract."""
 

@@ -40,6 +40,7 @@ from .spec import (
     grouping,
     main_spec,
     parse_device,
+    parse_geometry,
     parse_keys,
     parse_layout,
     parse_regen,
@@ -143,6 +144,8 @@ class RunState:
         layout = _setting(config, "ptycho_fixture_layout", parse_layout)
         diffraction = _path(config, config.getini("ptycho_fixture_diffraction"))
         keys = _setting(config, "ptycho_fixture_keys", parse_keys)
+        geometry = _setting(config, "ptycho_fixture_geometry", parse_geometry)
+        probe = _path(config, config.getini("ptycho_fixture_probe"))
         spec = main_spec(
             path=path,
             sidecar=_path(config, config.getini("ptycho_fixture_metadata")),
@@ -154,6 +157,8 @@ class RunState:
             gridsize=gridsize,
             diffraction=diffraction,
             keys=keys,
+            geometry=geometry,
+            probe=probe,
         )
         try:
             declared = parse_sets(
@@ -375,8 +380,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "ptycho_fixture_diffraction",
-        "the patterns of a ptychodus product source, relative to the rootdir: a CXI file or"
-        " an NPZ (default: none)",
+        "the patterns of a ptychodus product source, relative to the rootdir: a CXI file,"
+        " ptychodus' diffraction.h5, or an NPZ (default: none)",
         default="",
     )
     parser.addini(
@@ -384,6 +389,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "the datasets of an HDF5 source in a layout of its own, KEY=/path pairs separated by"
         " commas or lines, e.g. diffraction=/data, xcoords=/x, ycoords=/y, probeGuess=/probe,"
         " objectGuess=/object (default: none; CXI and product files need none)",
+        default="",
+    )
+    parser.addini(
+        "ptycho_fixture_geometry",
+        "the geometry of a source that holds none (an NPZ): energy_ev=E,distance_m=Z,pixel_m=P,"
+        " the photon energy in eV, the detector distance and pixel in metres; recorded in the"
+        " sidecar (default: none; CXI and product files hold their own, and the built-in"
+        " source declares one)",
+        default="",
+    )
+    parser.addini(
+        "ptycho_fixture_probe",
+        "the probe of a CXI source that holds none, relative to the rootdir: an NPY of one"
+        " complex (H, W) array, or an NPZ with probeGuess (default: estimated from the"
+        " patterns, as the sidecar's transformations record)",
         default="",
     )
     parser.addini(
@@ -413,7 +433,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "ptycho_fixture_sets",
         "named fixture sets, one a line: NAME key=value ..., keys source, subset_size,"
-        " strategy, gridsize, layout, path, diffraction, keys; each its own NPZ and committed"
+        " strategy, gridsize, layout, path, diffraction, keys, geometry, probe; each its own"
+        " NPZ and committed"
         " sidecar (default"
         f" path: NAME.npz in the folder of ptycho_fixture_path, else in {SETS_FOLDER.as_posix()});"
         " a key left out takes the main fixture's value. See the ptycho_sets fixture",
@@ -727,8 +748,8 @@ def ptycho_sets(request: pytest.FixtureRequest) -> Mapping[str, FixtureSet]:
 @final
 @dataclass(frozen=True)
 class Factory:
-    """``factory(subset_size=, strategy=, source=, layout=, gridsize=, diffraction=, keys=)
-    -> Path``: a variant.
+    """``factory(subset_size=, strategy=, source=, layout=, gridsize=, diffraction=, keys=,
+    geometry=, probe=) -> Path``: a variant.
 
     Omitted arguments take the configured values; ``source`` is resolved against the
     rootdir, and ``"builtin"`` is the built-in scan. Each argument is parsed as its ini
@@ -746,9 +767,12 @@ class Factory:
         gridsize: int | None = None,
         diffraction: str | os.PathLike[str] | None = None,
         keys: str | None = None,
+        geometry: str | None = None,
+        probe: str | os.PathLike[str] | None = None,
     ) -> Path:
         state, defaults = self.state, self.state.spec
-        # A diffraction file and keys belong to a source: a new one does not take them.
+        # A diffraction file, keys, a geometry and a probe belong to a source: a new one
+        # does not take them.
         own = source is not None
         try:
             size = (
@@ -768,6 +792,12 @@ class Factory:
                 if diffraction is None
                 else resolve_file(state.root, os.fspath(diffraction)),
                 (None if own else defaults.keys) if keys is None else parse_keys(keys, "keys"),
+                (None if own else defaults.geometry)
+                if geometry is None
+                else parse_geometry(geometry, "geometry"),
+                (None if own else defaults.probe)
+                if probe is None
+                else resolve_file(state.root, os.fspath(probe)),
             )
         except OptionError as exc:
             refused = exc
@@ -778,8 +808,8 @@ class Factory:
 
 @pytest.fixture(scope="session")
 def ptycho_fixture_factory(request: pytest.FixtureRequest) -> Factory:
-    """``factory(subset_size=, strategy=, source=, layout=, gridsize=, diffraction=, keys=)
-    -> Path``: variants.
+    """``factory(subset_size=, strategy=, source=, layout=, gridsize=, diffraction=, keys=,
+    geometry=, probe=) -> Path``: variants.
 
     Omitted arguments take the configured values; ``source="builtin"`` is the built-in
     scan. Each variant is generated once into the cache folder, named by a hash of its

@@ -284,6 +284,20 @@ def _fft2(
     return re, im
 
 
+def real_ifft2_ortho(values: NDArray[np.float64]) -> NDArray[np.complex128]:
+    """``numpy.fft.ifft2(values, norm="ortho")`` of a real ``(H, W)`` array, with the same
+    bits on every numpy where H and W are powers of two (through this module's FFT: the
+    inverse of a real array is the conjugate of its forward transform, over ``sqrt(HW)``);
+    other sizes go through ``numpy.fft``."""
+    h, w = values.shape
+    if not (_is_power_of_two(h) and _is_power_of_two(w)):
+        return np.fft.ifft2(values, norm="ortho")
+    re, im = _fft2(values, np.zeros_like(values, dtype=np.float64))
+    scale = math.sqrt(h * w)
+    result: NDArray[np.complex128] = (re / scale) - 1j * (im / scale)
+    return result
+
+
 # -------------------------------------------------------------------- forward model
 
 

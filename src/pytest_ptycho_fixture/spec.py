@@ -23,7 +23,10 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar, final
+from typing import TYPE_CHECKING, TypeVar, final
+
+if TYPE_CHECKING:
+    from .geometry import Geometry
 
 #: How positions are chosen, how many, the source layouts, and the label of the built-in
 #: source: what the plugin checks its options against.
@@ -344,6 +347,57 @@ def parse_keys(text: str, option: str = "--keys") -> Keys | None:
     return tuple(pairs)
 
 
+#: The keys of a geometry given as text: photon energy (eV), detector distance (m), and
+#: the side of a square detector pixel (m).
+GEOMETRY_KEYS = ("energy_ev", "distance_m", "pixel_m")
+
+
+def parse_geometry(text: str, option: str = "--geometry") -> Geometry | None:
+    """``energy_ev=E,distance_m=Z,pixel_m=P`` as a :class:`.geometry.Geometry`; ``None``
+    for empty. All three are required, each a finite number above 0."""
+    if not text.strip():
+        return None
+    from .geometry import Geometry, usable
+
+    expected = (
+        "energy_ev=E,distance_m=Z,pixel_m=P: the photon energy in eV, the detector"
+        " distance and the detector pixel in metres, each a number > 0, e.g."
+        " energy_ev=8000,distance_m=2,pixel_m=75e-6"
+    )
+    values: dict[str, float] = {}
+    for item in text.replace(",", " ").split():
+        key, equals, value = item.partition("=")
+        if not equals or key not in GEOMETRY_KEYS:
+            raise OptionError(option, item, "geometry entry KEY=VALUE with a known KEY", expected)
+        if key in values:
+            raise OptionError(option, text, "geometry that gives each key once", expected)
+        number = usable(value)
+        if number is None:
+            raise OptionError(option, item, f"{key} of a number > 0", expected)
+        values[key] = number
+    if not values:
+        return None
+    missing = [key for key in GEOMETRY_KEYS if key not in values]
+    if missing:
+        raise OptionError(
+            option, text, f"complete geometry (it lacks {', '.join(missing)})", expected
+        )
+    pixel = values["pixel_m"]
+    return Geometry(values["energy_ev"], values["distance_m"], (pixel, pixel))
+
+
+#: The formats ``ptycho-fixture export`` writes (:data:`.export.KNOWN_FORMATS`).
+EXPORT_FORMATS = ("ptychodus", "cxi")
+
+
+def parse_export_format(text: str, option: str = "--format") -> str:
+    """One of :data:`EXPORT_FORMATS`."""
+    value = text.strip().lower()
+    if value not in EXPORT_FORMATS:
+        raise OptionError(option, text, "format to export", _one_of(EXPORT_FORMATS))
+    return value
+
+
 #: The pytest options of this plugin that take a path or a URL.
 PATH_OPTIONS = ("--ptycho-fixture-source", "--ptycho-fixture-store")
 
@@ -421,6 +475,10 @@ class FixtureSpec:
     diffraction: Path | None = None
     #: The datasets of an HDF5 source in a layout of its own (``--keys``).
     keys: Keys | None = None
+    #: The geometry of a source that holds none (``--geometry``).
+    geometry: Geometry | None = None
+    #: The probe of a source that holds none (``--probe``): an NPY or an NPZ.
+    probe: Path | None = None
 
     @property
     def lock_path(self) -> Path:
@@ -441,11 +499,13 @@ def parameters_key(
     gridsize: int | None = None,
     diffraction: Path | None = None,
     keys: Keys | None = None,
+    geometry: Geometry | None = None,
+    probe: Path | None = None,
 ) -> str:
     """A short hash naming a fixture variant in the cache folder.
 
-    A layout, a gridsize, a diffraction file and keys are part of it only when given, so
-    that the names of the variants without them stay what they were.
+    A layout, a gridsize, a diffraction file, keys, a geometry and a probe are part of it
+    only when given, so that the names of the variants without them stay what they were.
     """
     fields: list[object] = [str(source) if source else BUILTIN_SOURCE, subset_size, strategy]
     if layout is not None:
@@ -456,6 +516,10 @@ def parameters_key(
         fields.append({"diffraction": str(diffraction)})
     if keys is not None:
         fields.append({"keys": [list(pair) for pair in keys]})
+    if geometry is not None:
+        fields.append({"geometry": [geometry.energy_ev, geometry.distance_m, *geometry.pixel_m]})
+    if probe is not None:
+        fields.append({"probe": str(probe)})
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:12]
 
 
@@ -468,13 +532,17 @@ def cached_spec(
     gridsize: int | None = None,
     diffraction: Path | None = None,
     keys: Keys | None = None,
+    geometry: Geometry | None = None,
+    probe: Path | None = None,
 ) -> FixtureSpec:
     """A variant kept in the cache folder with its own sidecar, made on first use.
 
     The built-in source has one layout, so ``layout`` counts only for a source file.
     """
     layout = layout if source is not None else None
-    key = parameters_key(source, subset_size, strategy, layout, gridsize, diffraction, keys)
+    key = parameters_key(
+        source, subset_size, strategy, layout, gridsize, diffraction, keys, geometry, probe
+    )
     path = folder / f"{FIXTURE_NAME}-{key}.npz"
     return FixtureSpec(
         path,
@@ -487,6 +555,8 @@ def cached_spec(
         gridsize,
         diffraction,
         keys,
+        geometry,
+        probe,
     )
 
 
@@ -502,6 +572,8 @@ def main_spec(
     gridsize: int | None = None,
     diffraction: Path | None = None,
     keys: Keys | None = None,
+    geometry: Geometry | None = None,
+    probe: Path | None = None,
 ) -> FixtureSpec:
     """Resolve the configured fixture.
 
@@ -524,11 +596,15 @@ def main_spec(
             gridsize,
             diffraction,
             keys,
+            geometry,
+            probe,
         )
     if source is None and subset_size == DEFAULT_SUBSET and strategy == DEFAULT_STRATEGY:
         path = folder / f"{FIXTURE_NAME}.npz"
         return FixtureSpec(path, sidecar or SHIPPED_SIDECAR, source, subset_size, strategy)
-    spec = cached_spec(folder, source, subset_size, strategy, layout, gridsize, diffraction, keys)
+    spec = cached_spec(
+        folder, source, subset_size, strategy, layout, gridsize, diffraction, keys, geometry, probe
+    )
     return spec if sidecar is None else replace(spec, sidecar=sidecar, committed=True)
 
 
@@ -574,6 +650,8 @@ SET_KEYS = (
     "path",
     "diffraction",
     "keys",
+    "geometry",
+    "probe",
 )
 _NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 #: ``--regen-fixture`` without a value: every set.
@@ -645,8 +723,8 @@ def parse_sets(
             return _given(values, key, parse, default, where)  # noqa: B023 (used at once)
 
         source = resolve_source(root, values["source"]) if "source" in values else main.source
-        # A diffraction file and keys belong to a source: a line with a source of its own
-        # does not take the main fixture's.
+        # A diffraction file, keys, a geometry and a probe belong to a source: a line with a
+        # source of its own does not take the main fixture's.
         own = "source" in values
         diffraction = (
             resolve_file(root, values["diffraction"])
@@ -657,6 +735,16 @@ def parse_sets(
             parse_keys(values["keys"], f"{where}: keys")
             if "keys" in values
             else (None if own else main.keys)
+        )
+        geometry = (
+            parse_geometry(values["geometry"], f"{where}: geometry")
+            if "geometry" in values
+            else (None if own else main.geometry)
+        )
+        probe = (
+            resolve_file(root, values["probe"])
+            if "probe" in values
+            else (None if own else main.probe)
         )
         size = parsed("subset_size", parse_subset_size, main.subset_size)
         strategy = parsed("strategy", parse_strategy, main.strategy)
@@ -689,6 +777,8 @@ def parse_sets(
             gridsize,
             diffraction,
             keys,
+            geometry,
+            probe,
         )
     return sets
 

@@ -64,6 +64,8 @@ def generate(args: argparse.Namespace) -> int:
         keys=None if args.keys is None else dict(args.keys),
         verify=args.verify_source,
         progress=args.progress,
+        geometry=args.geometry,
+        probe=args.probe,
     )
     fixture = build_fixture(
         source,
@@ -138,21 +140,10 @@ def _against_sidecar(path: Path, metadata: Path | None) -> tuple[str, Path, str 
     """Check a fixture against its sidecar (``verify`` and ``push``): its content digest,
     the sidecar's path, and the mismatch in words (``None``: it matches, and it keeps the
     data contract)."""
-    from ..contract import validate_fixture
-    from ..messages import digest_mismatch
-    from ..npz.reader import load_npz
-    from ..npz.sidecar import default_sidecar_path, differing_arrays, read_sidecar
+    from ..npz.sidecar import check_against_sidecar
 
-    # The fixture first: when it is missing, that is what to name, not its sidecar.
-    loaded = load_npz(path)
-    sidecar_path = metadata or default_sidecar_path(path)
-    expected = read_sidecar(sidecar_path)
-    if loaded.content_sha256 != expected["content_sha256"]:
-        differ = differing_arrays(expected, loaded.array_sha256, loaded.arrays)
-        mismatch = digest_mismatch(expected["content_sha256"], loaded.content_sha256, differ)
-        return loaded.content_sha256, sidecar_path, mismatch
-    validate_fixture(path, loaded.arrays)
-    return loaded.content_sha256, sidecar_path, None
+    checked = check_against_sidecar(path, metadata)
+    return checked.fixture.content_sha256, checked.sidecar, checked.mismatch
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -235,6 +226,7 @@ def _info_hdf5(args: argparse.Namespace) -> int:
         args.path,
         diffraction=args.diffraction,
         keys=None if args.keys is None else dict(args.keys),
+        probe=args.probe,
     )
     frames = getattr(source, "frames", None)
     print(f"{args.path}")
@@ -251,6 +243,31 @@ def _info_hdf5(args: argparse.Namespace) -> int:
         print(f"  {line}")
     print(f"sha256_checksum {file_sha256(args.path)}")
     return EXIT_OK
+
+
+def export(args: argparse.Namespace) -> int:
+    from ..export import Mismatch, export_fixture
+
+    try:
+        written = export_fixture(
+            args.path, args.format, args.output, sidecar=args.metadata, geometry=args.geometry
+        )
+    except Mismatch as exc:
+        print(f"MISMATCH {exc}", file=sys.stderr)
+        return EXIT_MISMATCH
+    for path in written:
+        print(f"wrote {path}")
+    print(f"format          {args.format}")
+    return EXIT_OK
+
+
+def export_outputs(args: argparse.Namespace) -> list[Path]:
+    """The files ``export`` writes."""
+    from ..export import ptychodus
+
+    if args.format == "ptychodus":
+        return [args.output / ptychodus.PRODUCT, args.output / ptychodus.DIFFRACTION]
+    return [args.output]
 
 
 def simulate(args: argparse.Namespace) -> int:

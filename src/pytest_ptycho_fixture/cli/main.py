@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import commands
-from .commands import EXIT_BAD_INPUT, BadInput, sidecar_out
+from .commands import EXIT_BAD_INPUT, BadInput, export_outputs, sidecar_out
 from .parser import build_parser
 from .progress import Progress, terminal_progress
 
@@ -31,6 +31,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "verify": commands.verify,
     "push": commands.push,
     "info": commands.info,
+    "export": commands.export,
     "simulate": commands.simulate,
     "show": commands.show,
 }
@@ -83,6 +84,8 @@ def _outputs(args: argparse.Namespace) -> list[Path]:
     """The files the command writes (none for ``verify`` and ``info``)."""
     if args.command == "generate":
         return [args.output, sidecar_out(args)]
+    if args.command == "export":
+        return export_outputs(args)
     return [args.output] if args.command in ("simulate", "show") else []
 
 

@@ -11,11 +11,14 @@ from ..spec import (
     DEFAULT_STORE_TIMEOUT,
     DEFAULT_STRATEGY,
     DEFAULT_SUBSET,
+    EXPORT_FORMATS,
     LAYOUTS,
     MIN_SUBSET,
     STRATEGIES,
     argparse_type,
+    parse_export_format,
     parse_fraction,
+    parse_geometry,
     parse_gridsize,
     parse_keys,
     parse_known_layout,
@@ -53,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--diffraction",
         type=Path,
         metavar="FILE",
-        help="the patterns of a ptychodus product --source: a CXI file or an NPZ",
+        help="the patterns of a ptychodus product --source: a CXI file, ptychodus'"
+        " diffraction.h5, or an NPZ",
     )
     gen.add_argument(
         "--keys",
@@ -63,6 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
         " diffraction=/data,xcoords=/x,ycoords=/y,probeGuess=/probe,objectGuess=/object"
         " (positions in object pixels; intensities=/path instead of diffraction= for"
         " intensities)",
+    )
+    gen.add_argument(
+        "--geometry",
+        type=argparse_type(parse_geometry, "--geometry"),
+        metavar="energy_ev=E,distance_m=Z,pixel_m=P",
+        help="the geometry of a source that holds none (an NPZ): photon energy in eV, detector"
+        " distance and detector pixel in metres, recorded in the sidecar (CXI and product"
+        " files hold their own; the built-in source declares one)",
+    )
+    gen.add_argument(
+        "--probe",
+        type=Path,
+        metavar="FILE",
+        help="the probe of a CXI --source that holds none: an NPY of one complex (H, W) array,"
+        " or an NPZ with probeGuess (default: estimated from the patterns)",
     )
     gen.add_argument("--output", type=Path, required=True, help="fixture NPZ to write")
     gen.add_argument(
@@ -162,6 +181,37 @@ def build_parser() -> argparse.ArgumentParser:
         type=argparse_type(parse_keys, "--keys"),
         metavar="KEY=/PATH,...",
         help="the datasets of an HDF5 source in a layout of its own (as for generate)",
+    )
+    info.add_argument(
+        "--probe", type=Path, metavar="FILE", help="the probe of a CXI source that holds none"
+    )
+
+    export = commands.add_parser(
+        "export",
+        help="write a fixture, verified against its sidecar, in another code's format:"
+        " ptychodus (product.h5 and diffraction.h5) or cxi (cdtools' from_cxi, ptychodus)",
+    )
+    export.add_argument("path", type=Path, help="fixture NPZ")
+    export.add_argument(
+        "--format",
+        required=True,
+        type=argparse_type(parse_export_format, "--format"),
+        metavar="{" + ",".join(EXPORT_FORMATS) + "}",
+        help="ptychodus: a folder with product.h5 and diffraction.h5, as ptychodus 1.7 writes"
+        " them; cxi: one CXI file",
+    )
+    export.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="the folder (ptychodus) or the .cxi file (cxi) to write",
+    )
+    export.add_argument("--metadata", type=Path, help="sidecar (default: PATH with .json)")
+    export.add_argument(
+        "--geometry",
+        type=argparse_type(parse_geometry, "--geometry"),
+        metavar="energy_ev=E,distance_m=Z,pixel_m=P",
+        help="the geometry that places the fixture in metres, where its sidecar records none",
     )
 
     sim = commands.add_parser("simulate", help="write the full built-in synthetic source")

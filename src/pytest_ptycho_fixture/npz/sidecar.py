@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..atomic import write_bytes
 from ..contract import ContractError
 from .digests import combine_digests
+
+if TYPE_CHECKING:
+    from .reader import LoadedNpz
 
 SIDECAR_VERSION = "v1"
 
@@ -122,3 +126,35 @@ def _layout_change(entry: Mapping[str, Any], arrays: Mapping[str, Any] | None, k
     if entry.get("shape") not in (None, list(array.shape)):
         changes.append(f"shape {tuple(array.shape)}, the sidecar says {tuple(entry['shape'])}")
     return "".join(f"{change}; " for change in changes)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A fixture read and checked against its sidecar (``verify``, ``push``, ``export``)."""
+
+    fixture: LoadedNpz
+    sidecar: Path
+    expected: dict[str, Any]
+    #: How the fixture differs from its sidecar, in words; ``None``: it matches.
+    mismatch: str | None
+
+
+def check_against_sidecar(path: Path, sidecar: Path | None = None) -> Checked:
+    """Read the fixture at ``path`` and its sidecar (default: ``path`` with ``.json``) and
+    compare their content digests; a fixture that matches must keep the data contract.
+
+    The fixture is read first: when it is missing, that is what to name, not its sidecar.
+    """
+    from ..contract import validate_fixture
+    from ..messages import digest_mismatch
+    from .reader import load_npz
+
+    loaded = load_npz(path)
+    sidecar_path = sidecar or default_sidecar_path(path)
+    expected = read_sidecar(sidecar_path)
+    if loaded.content_sha256 != expected["content_sha256"]:
+        differ = differing_arrays(expected, loaded.array_sha256, loaded.arrays)
+        mismatch = digest_mismatch(expected["content_sha256"], loaded.content_sha256, differ)
+        return Checked(loaded, sidecar_path, expected, mismatch)
+    validate_fixture(path, loaded.arrays)
+    return Checked(loaded, sidecar_path, expected, None)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from ..cli.progress import Progress
+    from ..geometry import Geometry
 
 
 class Source(Protocol):
@@ -28,6 +29,8 @@ class Source(Protocol):
     datasets: dict[str, str]
     #: What the sidecar records of the source beyond its path (its format, say).
     provenance: dict[str, Any]
+    #: The sidecar's ``geometry`` entry (:func:`..geometry.record`); empty: none known.
+    geometry: dict[str, Any]
 
     @property
     def n_positions(self) -> int:
@@ -64,6 +67,10 @@ class Request:
     #: Read all of the source: check every pattern and digest it.
     verify: bool = False
     progress: Progress | None = None
+    #: The geometry of a source that holds none (``--geometry``).
+    geometry: Geometry | None = None
+    #: The probe of a source that holds none (``--probe``).
+    probe: Path | None = None
 
     @classmethod
     def of(
@@ -77,6 +84,8 @@ class Request:
         diffraction_label: str | None = None,
         verify: bool = False,
         progress: Progress | None = None,
+        geometry: Geometry | None = None,
+        probe: str | os.PathLike[str] | None = None,
     ) -> Request:
         """The request for ``source`` as :func:`.registry.open_source` takes it."""
         diffraction_path = None if diffraction is None else Path(diffraction)
@@ -89,12 +98,28 @@ class Request:
             keys,
             verify,
             progress,
+            geometry,
+            None if probe is None else Path(probe),
         )
 
     def refuse(self, option: str, why: str) -> None:
-        """Refuse ``--diffraction`` or ``--keys`` where the source takes neither."""
+        """Refuse ``option`` (``--diffraction``, ``--keys``, ``--geometry``, ``--probe``)
+        where the source does not take it."""
         from ..contract import ContractError
 
-        given = {"--diffraction": self.diffraction, "--keys": self.keys}[option]
+        given = {
+            "--diffraction": self.diffraction,
+            "--keys": self.keys,
+            "--geometry": self.geometry,
+            "--probe": self.probe,
+        }[option]
         if given is not None:
             raise ContractError(self.label, None, why)
+
+    def given_geometry(self, detector: tuple[int, int]) -> dict[str, Any]:
+        """The sidecar's ``geometry`` entry from ``--geometry``; empty without it."""
+        from ..geometry import record
+
+        if self.geometry is None:
+            return {}
+        return record(self.geometry, detector, "ptycho_fixture_geometry (--geometry)")

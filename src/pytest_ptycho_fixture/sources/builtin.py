@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import contract as c
+from ..geometry import BUILTIN, record
 from ..spec import BUILTIN_SOURCE
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class SyntheticSource:
     transformations: list[str] = field(default_factory=list)
     datasets: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    geometry: dict[str, Any] = field(default_factory=dict)
     small: dict[str, Any] = field(default_factory=dict)
     n_positions: int = 0
 
@@ -45,6 +47,8 @@ class SyntheticSource:
             "ycoords_start": scan.ycoords,
         }
         self.n_positions = int(scan.xcoords.shape[0])
+        detector = scan.probe.shape[-2:]
+        self.geometry = record(BUILTIN, (detector[0], detector[1]), "declared for the built-in source")
         self.notes.append("source simulated: only the subset's positions were computed")
 
     def take_patterns(self, indices: Sequence[int]) -> NDArray[Any]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import contract as c
 from ..contract import ContractError
+from ..geometry import to_pixels
 from ..npz.digests import ContentHasher
 from .hdf5read import H5Reader, is_hdf5
 
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 
     from ..cli.progress import Progress
 
-#: h * c in J m (both exact in the SI): a photon energy in J to its wavelength in m.
-PLANCK_C = 6.62607015e-34 * 299792458.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +116,8 @@ class HDF5Source:
     dropped_keys: list[str] = field(default_factory=list)
     #: What the sidecar records of the source beyond its path: its format and so on.
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: The sidecar's ``geometry`` entry; empty where the source gives none.
+    geometry: dict[str, Any] = field(default_factory=dict)
     verify: bool = False
     progress: Progress | None = None
     _hasher: ContentHasher = field(default_factory=ContentHasher)
@@ -127,7 +128,9 @@ class HDF5Source:
             if key in self.small:
                 c.check_per_position(self.label, key, self.small[key], n)
         c.check_object(self.label, self.small[c.OBJECT], exact=False)
-        c.check_probe(self.label, self.small[c.PROBE], self.frames.detector, exact=False)
+        # A source without a probe gets one estimated from the patterns it takes.
+        if c.PROBE in self.small:
+            c.check_probe(self.label, self.small[c.PROBE], self.frames.detector, exact=False)
 
     @property
     def n_positions(self) -> int:
@@ -152,7 +155,7 @@ class HDF5Source:
         scope = "" if self.verify else " in the selected patterns"
         if not frames.intensity:
             stats.check(self.label, key, scope)
-            return patterns
+            return self._with_probe(patterns)
         _check_intensities(self.label, key, stats, scope)
         amplitudes = np.sqrt(patterns.astype(np.float64))
         peak = float(amplitudes.max()) if amplitudes.size else 0.0
@@ -165,7 +168,19 @@ class HDF5Source:
             f" then cast to float32: the power of two that brings the selected patterns'"
             f" largest amplitude {peak:.6g} below {c.MAX_AMPLITUDE:g}"
         )
-        return amplitudes.astype(np.float32)
+        return self._with_probe(amplitudes.astype(np.float32))
+
+    def _with_probe(self, amplitudes: NDArray[Any]) -> NDArray[Any]:
+        """``amplitudes``, once the probe is known: estimated from them if the source
+        has none."""
+        if c.PROBE not in self.small:
+            self.small[c.PROBE] = estimated_probe(self.label, amplitudes)
+            self.transformations.append(ESTIMATE_RULE.format(n=len(amplitudes)))
+            self.notes.append(
+                f"{self.label} holds no probe and none was given (--probe):"
+                f" {c.PROBE} was estimated from the {len(amplitudes)} selected patterns"
+            )
+        return amplitudes
 
     def content_sha256(self) -> str | None:
         return self._hasher.content_sha256 if self.verify else None
@@ -180,6 +195,45 @@ class HDF5Source:
         lines: list[object] = [frames.path.name, frames.name, frames.dtype, list(frames.shape)]
         lines.append(sorted(small.arrays.items()))
         return hashlib.sha256(json.dumps(lines).encode()).hexdigest()
+
+
+#: The estimate of a probe, as the sidecar's transformations record it.
+ESTIMATE_RULE = (
+    "probeGuess: estimated, the file holding none: fftshift(ifft2(ifftshift(sqrt(mean of"
+    " amplitude**2 over the {n} selected patterns)), norm='ortho')), in float64, then cast"
+    " to complex64: the probe of flat phase whose far field through a flat object has the"
+    " patterns' mean intensity"
+)
+
+
+def estimated_probe(label: str, amplitudes: NDArray[Any]) -> NDArray[Any]:
+    """A probe from ``(n, H, W)`` amplitudes, by :data:`ESTIMATE_RULE`.
+
+    Under the fixture's forward model a flat unit object gives ``|fftshift(fft2(P,
+    ortho))|``; this is the ``P`` of flat phase in the far field whose amplitude is the
+    root of the patterns' mean intensity, centred on the probe's pixel ``(H // 2, W //
+    2)`` by the last ``fftshift``.
+    """
+    import numpy as np
+
+    from ..simulate import real_ifft2_ortho
+
+    # Summed in order, one pattern at a time: each step is correctly rounded, so the
+    # estimate has the same bits on every numpy (np.mean's pairwise sum would not).
+    total = np.zeros(amplitudes.shape[1:], dtype=np.float64)
+    for pattern in amplitudes:
+        total += np.square(pattern.astype(np.float64))
+    mean = total / len(amplitudes)
+    if not np.any(mean > 0):
+        raise ContractError(
+            label,
+            c.PROBE,
+            f"holds no probe, and its selected patterns are all zero, so none can be"
+            f" estimated from them; give one with --probe FILE (an NPY of a complex"
+            f" {mean.shape} array, or an NPZ with {c.PROBE!r})",
+        )
+    probe = np.fft.fftshift(real_ifft2_ortho(np.fft.ifftshift(np.sqrt(mean))))
+    return probe.astype(np.complex64)
 
 
 def _check_intensities(label: str, key: str, stats: c.AmplitudeStats, scope: str) -> None:
@@ -212,10 +266,16 @@ def single_mode(label: str, name: str, array: NDArray[Any], what: str) -> NDArra
 
 
 def object_pixels(
-    label: str, name: str, metres: NDArray[Any], pixel_m: float, centre_m: float, side: int
+    label: str,
+    name: str,
+    metres: NDArray[Any],
+    pixel_m: float,
+    centre_m: float,
+    side: int,
+    probe_side: int,
 ) -> NDArray[Any]:
-    """Object pixel coordinates of positions in metres, as ptychodus maps them:
-    ``(x_m - centre_m) / pixel_m + side / 2``."""
+    """Fixture coordinates of positions in metres, placing the probe on the object where
+    ptychodus places it (:func:`..geometry.to_pixels`)."""
     import numpy as np
 
     values = np.asarray(metres, dtype=np.float64)
@@ -223,7 +283,7 @@ def object_pixels(
         raise ContractError(
             label, name, f"{name!r} has non-finite positions but finite metres are required"
         )
-    return (values - centre_m) / pixel_m + side / 2
+    return to_pixels(values, pixel_m, centre_m, side, probe_side)
 
 
 def unit_object(span_px: tuple[float, float], probe: tuple[int, int]) -> tuple[int, int]:

@@ -23,7 +23,10 @@ def read_source(reader: H5Reader, request: Request) -> HDF5Source:
     """The source that ``request.keys`` describes in ``reader``'s file."""
     assert request.keys is not None
     request.refuse("--diffraction", "takes --keys or --diffraction, not both")
-    return mapped(reader, request.label, request.keys, request.layout)
+    request.refuse("--probe", "names its probe with --keys (probeGuess=/path); drop --probe")
+    source = mapped(reader, request.label, request.keys, request.layout)
+    source.geometry = request.given_geometry(source.frames.detector)
+    return source
 
 
 def positions(reader: H5Reader, keys: Mapping[str, str]) -> tuple[NDArray[Any], NDArray[Any]]:

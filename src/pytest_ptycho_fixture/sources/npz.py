@@ -37,13 +37,16 @@ def read_source(reader: NpzReader, request: Request) -> NpzSource:
         request.refuse(
             option, f"is not an HDF5 file, and {option} applies only to HDF5 sources"
         )
-    return NpzSource(
+    request.refuse("--probe", f"holds its own probe ({c.PROBE!r}); drop --probe")
+    source = NpzSource(
         request.path,
         request.layout,
         label=request.label,
         verify=request.verify,
         progress=request.progress,
     )
+    source.geometry = request.given_geometry(source.small[c.PROBE].shape[-2:])
+    return source
 
 
 @dataclass
@@ -67,6 +70,7 @@ class NpzSource:
     transformations: list[str] = field(default_factory=list)
     datasets: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    geometry: dict[str, Any] = field(default_factory=dict)
     _hasher: ContentHasher = field(default_factory=ContentHasher)
     _key: str = c.DIFFRACTION
     _fingerprint: str = ""

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from ..cli.progress import Progress
+    from ..geometry import Geometry
     from .base import Source
 
 Positions = tuple["NDArray[Any]", "NDArray[Any]"]
@@ -46,15 +47,30 @@ KNOWN_LAYOUTS: dict[str, tuple[Layout, ...]] = {
     "hdf5": (
         Layout(product.FORMAT, product.recognises, product.read_source, product.positions),
         Layout(cxi.FORMAT, cxi.recognises, cxi.read_source, cxi.positions),
+        Layout(
+            product.CXI_FORMAT,
+            product.recognises_cxi,
+            product.read_cxi_source,
+            product.cxi_positions,
+        ),
     ),
-    "npz": (Layout("npz", npz.recognises, npz.read_source, npz.positions),),
+    "npz": (
+        Layout(
+            product.NPZ_FORMAT,
+            product.recognises_npz,
+            product.read_npz_source,
+            product.npz_positions,
+        ),
+        Layout("npz", npz.recognises, npz.read_source, npz.positions),
+    ),
 }
 
 
 #: What a file that no layout of its container recognises is told.
 UNKNOWN = {
     "hdf5": f"is an HDF5 file but neither CXI ({cxi.DATA[0]}) nor a ptychodus product"
-    f" ({product.POSITIONS_X}); name its datasets with --keys"
+    f" ({product.POSITIONS_X}, or a CXI product's /entry_1/image_N); name its datasets"
+    " with --keys"
     " diffraction=/path,xcoords=/path,ycoords=/path,probeGuess=/path,objectGuess=/path",
     "npz": "is an NPZ of no known layout",
 }
@@ -70,6 +86,8 @@ def open_source(
     diffraction_label: str | None = None,
     verify: bool = False,
     progress: Progress | None = None,
+    geometry: Geometry | None = None,
+    probe: str | os.PathLike[str] | None = None,
 ) -> Source:
     """The built-in synthetic source for ``None``, else the scan at ``source``.
 
@@ -80,11 +98,16 @@ def open_source(
     (the built-in source simulates only the subset, which is quick, and is always
     verified: its digest is a constant). ``label`` and ``diffraction_label`` name the
     source and the diffraction file in the sidecar (default: the paths as given).
+    ``geometry`` and ``probe`` give what a source does not hold: its geometry (an NPZ),
+    its probe (a CXI file without one).
     """
     if source is None:
-        if diffraction is not None or keys is not None:
+        if any(given is not None for given in (diffraction, keys, geometry, probe)):
             raise ContractError(
-                BUILTIN_SOURCE, None, "takes no --diffraction or --keys; give a --source file"
+                BUILTIN_SOURCE,
+                None,
+                "takes no --diffraction, --keys, --geometry or --probe (it declares its"
+                " geometry and holds its probe); give a --source file",
             )
         from .builtin import SyntheticSource
 
@@ -98,6 +121,8 @@ def open_source(
         diffraction_label=diffraction_label,
         verify=verify,
         progress=progress,
+        geometry=geometry,
+        probe=probe,
     )
     path = request.path
     if path.is_dir():

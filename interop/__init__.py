@@ -1,0 +1,1 @@
+"""The fixture through the field's own codes: ptychodus, pty-chi and cdtools (tox -e clients)."""
