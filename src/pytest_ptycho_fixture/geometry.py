@@ -13,7 +13,6 @@ metres. Pixel sizes are ``(x, y)``: across the W columns, then down the H rows.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -118,11 +117,3 @@ def from_record(entry: Mapping[str, Any]) -> Geometry:
         (float(pixel[0]), float(pixel[1])),
     )
 
-
-def usable(value: object) -> float | None:
-    """``value`` as a finite number above 0, else ``None``."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None

@@ -357,7 +357,7 @@ def parse_geometry(text: str, option: str = "--geometry") -> Geometry | None:
     for empty. All three are required, each a finite number above 0."""
     if not text.strip():
         return None
-    from .geometry import Geometry, usable
+    from .geometry import Geometry
 
     expected = (
         "energy_ev=E,distance_m=Z,pixel_m=P: the photon energy in eV, the detector"
@@ -371,12 +371,10 @@ def parse_geometry(text: str, option: str = "--geometry") -> Geometry | None:
             raise OptionError(option, item, "geometry entry KEY=VALUE with a known KEY", expected)
         if key in values:
             raise OptionError(option, text, "geometry that gives each key once", expected)
-        number = usable(value)
-        if number is None:
+        number = _real_number(value)
+        if number is None or not (math.isfinite(number) and number > 0):
             raise OptionError(option, item, f"{key} of a number > 0", expected)
         values[key] = number
-    if not values:
-        return None
     missing = [key for key in GEOMETRY_KEYS if key not in values]
     if missing:
         raise OptionError(
@@ -582,29 +580,18 @@ def main_spec(
     ``sidecar`` is configured) one made with the NPZ in ``folder``. The built-in source
     has one layout, so ``layout`` counts only for a source file.
     """
-    layout = layout if source is not None else None
-    if path is not None:
-        sidecar = sidecar or path.with_suffix(".json")
-        return FixtureSpec(
-            path,
-            sidecar,
-            source,
-            subset_size,
-            strategy,
-            True,
-            layout,
-            gridsize,
-            diffraction,
-            keys,
-            geometry,
-            probe,
-        )
-    if source is None and subset_size == DEFAULT_SUBSET and strategy == DEFAULT_STRATEGY:
+    builtin_default = (
+        source is None and subset_size == DEFAULT_SUBSET and strategy == DEFAULT_STRATEGY
+    )
+    if path is None and builtin_default:
         path = folder / f"{FIXTURE_NAME}.npz"
         return FixtureSpec(path, sidecar or SHIPPED_SIDECAR, source, subset_size, strategy)
     spec = cached_spec(
         folder, source, subset_size, strategy, layout, gridsize, diffraction, keys, geometry, probe
     )
+    if path is not None:
+        sidecar = sidecar or path.with_suffix(".json")
+        return replace(spec, path=path, sidecar=sidecar, committed=True)
     return spec if sidecar is None else replace(spec, sidecar=sidecar, committed=True)
 
 

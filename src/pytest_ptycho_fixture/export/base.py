@@ -3,7 +3,7 @@ geometry that places it in metres."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +57,20 @@ class Exported:
 
         amplitudes = np.asarray(self.arrays[c.DIFFRACTION], dtype=np.float32)
         return np.square(amplitudes)
+
+
+def in_memory(build: Callable[[Any], None]) -> bytes:
+    """The bytes of the HDF5 file ``build`` writes into a file object.
+
+    Built in memory, then written to disk by Python: HDF5 2.0 crashes the process when a
+    write of a chunked or compressed dataset fails (a full disk, a file size limit), and
+    a failed write of bytes is an ``OSError`` like any other.
+    """
+    import io
+
+    buffer = io.BytesIO()
+    build(buffer)
+    return buffer.getvalue()
 
 
 def load(path: Path, sidecar: Path | None = None, geometry: Geometry | None = None) -> Exported:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .. import contract as c
 from ..atomic import atomic_writer, parents_made
 from ..geometry import ELECTRON_VOLT
-from .ptychodus import in_memory
+from .base import in_memory
 
 if TYPE_CHECKING:
     from .base import Exported

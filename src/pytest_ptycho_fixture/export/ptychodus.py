@@ -5,12 +5,12 @@ pair its batch mode reads from one folder."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import contract as c
 from ..atomic import atomic_writer, parents_made
+from .base import in_memory
 
 if TYPE_CHECKING:
     from .base import Exported
@@ -38,20 +38,6 @@ def write(fixture: Exported, output: Path) -> list[Path]:
         with atomic_writer(diffraction) as patterns:
             patterns.write(patterns_bytes)
     return [product, diffraction]
-
-
-def in_memory(build: Callable[[Any], None]) -> bytes:
-    """The bytes of the HDF5 file ``build`` writes into a file object.
-
-    Built in memory, then written to disk by Python: HDF5 2.0 crashes the process when a
-    write of a chunked or compressed dataset fails (a full disk, a file size limit), and
-    a failed write of bytes is an ``OSError`` like any other.
-    """
-    import io
-
-    buffer = io.BytesIO()
-    build(buffer)
-    return buffer.getvalue()
 
 
 def _write_product(handle: Any, fixture: Exported, indexes: Any, x_m: Any, y_m: Any) -> None:

@@ -133,7 +133,7 @@ def images(reader: H5Reader) -> list[str]:
 
 
 def probe_and_object(
-    reader: H5Reader, label: str, detector: tuple[int, int] | None
+    reader: H5Reader, detector: tuple[int, int] | None
 ) -> tuple[str | None, str | None]:
     """Which datasets hold the probe and the object, decided by content and shape.
 
@@ -214,7 +214,7 @@ def cxi_source(reader: H5Reader, label: str, probe_file: Path | None) -> HDF5Sou
         )
     transformations = [pixel_rule]
     notes: list[str] = []
-    probe_at, object_at = probe_and_object(reader, label, (h, w))
+    probe_at, object_at = probe_and_object(reader, (h, w))
     probe: NDArray[Any] | None
     if probe_at is not None:
         if probe_file is not None:

@@ -220,7 +220,13 @@ class H5Reader:
             raise self.fail(name, "is missing; expected a dataset there")
         if not isinstance(node, h5py.Dataset):
             raise self.fail(name, "is a group but a dataset is required")
-        self._check_storage(name, node)
+        # The dataset's filters, (id, name), read once for both checks.
+        plist = node.id.get_create_plist()
+        filters = [
+            (code, label)
+            for code, _flags, _values, label in map(plist.get_filter, range(plist.get_nfilters()))
+        ]
+        self._check_storage(name, node, filters)
         self._check_dtype(name, node, kinds)
         if node.is_virtual:
             # Its data is that of its sources, all in this file: each is checked instead
@@ -230,11 +236,11 @@ class H5Reader:
                 if source not in self._virtual:
                     self.dataset(source, kinds)
         elif (*self._identity, node.name) not in _SIZES_CHECKED:
-            self._check_sizes(name, node)
+            self._check_sizes(name, node, [code for code, _ in filters])
             _SIZES_CHECKED.add((*self._identity, node.name))
         return node
 
-    def _check_storage(self, name: str, node: Any) -> None:
+    def _check_storage(self, name: str, node: Any, filters: list[tuple[int, object]]) -> None:
         if node.is_virtual:
             outside = sorted({m.file_name for m in node.virtual_sources() if m.file_name != "."})
             if outside:
@@ -250,9 +256,7 @@ class H5Reader:
                 f"keeps its data in external files ({files}) but only data inside the file"
                 " is read; store it in the file",
             )
-        plist = node.id.get_create_plist()
-        for i in range(plist.get_nfilters()):
-            code, _flags, _values, label = plist.get_filter(i)
+        for code, label in filters:
             if not self._h5py.h5z.filter_avail(code):
                 raise self.fail(name, self._missing_filter(code, label))
 
@@ -284,7 +288,7 @@ class H5Reader:
         if dtype.kind not in kinds or dtype.names is not None or dtype.subdtype is not None:
             raise self.fail(name, f"has dtype {dtype} but {expected} numbers are required")
 
-    def _check_sizes(self, name: str, node: Any) -> None:
+    def _check_sizes(self, name: str, node: Any, filters: list[int]) -> None:
         declared = math.prod(int(n) for n in node.shape) * node.dtype.itemsize
         stored = int(node.id.get_storage_size())
         if stored > self.size:
@@ -304,14 +308,8 @@ class H5Reader:
                     " the file is damaged or truncated",
                 )
             return
-        plist = node.id.get_create_plist()
-        inflation = max(
-            [MAX_INFLATION]
-            + [
-                FILTER_INFLATION.get(plist.get_filter(i)[0], MAX_INFLATION)
-                for i in range(plist.get_nfilters())
-            ]
-        )
+        bounds = [FILTER_INFLATION.get(code, MAX_INFLATION) for code in filters]
+        inflation = max([MAX_INFLATION, *bounds])
         chunk = math.prod(int(n) for n in chunks) * node.dtype.itemsize
         if chunk > inflation * self.size:
             raise self.fail(

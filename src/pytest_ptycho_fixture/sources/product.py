@@ -218,7 +218,7 @@ def cxi_product(reader: H5Reader, label: str) -> Product:
     import numpy as np
 
     where, xy = cxi.translations(reader, label, None)
-    probe_at, object_at = cxi.probe_and_object(reader, label, None)
+    probe_at, object_at = cxi.probe_and_object(reader, None)
     if probe_at is None or object_at is None:
         missing = "a probe" if probe_at is None else "an object larger than its probe"
         raise ContractError(
